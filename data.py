@@ -1,0 +1,103 @@
+"""MNIST and Fashion-MNIST, decoded once into uint8 tensors that live on the training device.
+
+torchvision reads (and, on a connected machine, downloads) the IDX files; batches are then cut by
+indexing with a random permutation, so no per-sample PIL -> ToTensor work runs inside the training loop.
+"""
+import contextlib
+import io
+import os
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from torchvision import datasets
+from torchvision.datasets.utils import extract_archive
+
+from config import UserError
+
+DATASET_CLASSES = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}
+# Debian's package dataset-fashion-mnist installs the four IDX .gz files here: the offline way in.
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def load(name, root, device):
+    """Both splits of a dataset: SimpleNamespace(train_images, train_labels, test_images, test_labels, classes).
+
+    Images are uint8 (N, 28, 28) and labels int64 (N,), on `device`.
+    """
+    dataset_class = DATASET_CLASSES[name]
+    raw_folder = Path(root) / dataset_class.__name__ / "raw"
+    if name == "fashion-mnist" and not _all_files_present(dataset_class, raw_folder) and DEBIAN_FASHION_MNIST.is_dir():
+        _extract_debian_files(dataset_class, raw_folder)
+    if not _all_files_present(dataset_class, raw_folder):
+        _download(name, dataset_class, root, raw_folder)
+    splits = {}
+    for split, train in (("train", True), ("test", False)):
+        try:
+            dataset = dataset_class(root, train=train, download=False)
+        except Exception as error:  # torchvision reports bad IDX files by assert, TypeError or a failed reshape
+            raise UserError(
+                f"{name}: the {split} IDX files in {raw_folder} are corrupt or truncated ({type(error).__name__}: "
+                f"{error}); delete that folder and rerun to fetch them again"
+            ) from None
+        if dataset.data.shape[1:] != (28, 28) or len(dataset.data) != len(dataset.targets) or len(dataset.data) == 0:
+            raise UserError(
+                f"{name}: the {split} IDX files in {raw_folder} hold {tuple(dataset.data.shape)} images and "
+                f"{len(dataset.targets)} labels; expected matching counts of 28x28 images"
+            )
+        splits[split] = dataset
+    return SimpleNamespace(
+        train_images=splits["train"].data.to(device),
+        train_labels=splits["train"].targets.to(device),
+        test_images=splits["test"].data.to(device),
+        test_labels=splits["test"].targets.to(device),
+        classes=[label.split(" - ")[-1] for label in dataset_class.classes],  # MNIST's "0 - zero" -> "zero"
+    )
+
+
+def _idx_names(dataset_class):
+    return [filename.removesuffix(".gz") for filename, _ in dataset_class.resources]
+
+
+def _all_files_present(dataset_class, raw_folder):
+    return all((raw_folder / name).is_file() for name in _idx_names(dataset_class))
+
+
+def _extract_debian_files(dataset_class, raw_folder):
+    raw_folder.mkdir(parents=True, exist_ok=True)
+    # Extract into a scratch folder, then move: an interrupted run never leaves a truncated file behind.
+    with tempfile.TemporaryDirectory(dir=raw_folder) as scratch:
+        for name in _idx_names(dataset_class):
+            archive = DEBIAN_FASHION_MNIST / f"{name}.gz"
+            if archive.is_file():
+                extract_archive(str(archive), scratch)
+                os.replace(Path(scratch) / name, raw_folder / name)
+
+
+def _download(name, dataset_class, root, raw_folder):
+    print(f"{name}: downloading to {raw_folder} ...", flush=True)
+    chatter = io.StringIO()  # torchvision prints each failed mirror; the message below says it once
+    try:
+        with contextlib.redirect_stdout(chatter):
+            dataset_class(root, train=True, download=True)
+    except Exception:
+        ways_out = [
+            "connect to the internet and rerun",
+            f"or put the four IDX files ({', '.join(_idx_names(dataset_class))}) in {raw_folder}",
+        ]
+        if name == "fashion-mnist":
+            ways_out.append(f"or `apt install dataset-fashion-mnist` (files in {DEBIAN_FASHION_MNIST})")
+        else:
+            ways_out.append("or run offline with --dataset fashion-mnist after `apt install dataset-fashion-mnist`")
+        raise UserError(f"{name} is not in {raw_folder} and could not be downloaded: {'; '.join(ways_out)}") from None
+
+
+def batches(images, batch_size, shuffle):
+    """Float image batches (B, 28, 28) in [0, 1], converted on the images' device one batch at a time."""
+    count = len(images)
+    order = torch.randperm(count, device=images.device) if shuffle else None
+    for start in range(0, count, batch_size):
+        chunk = images[order[start : start + batch_size]] if shuffle else images[start : start + batch_size]
+        yield chunk.float().div_(255)
+

@@ -1,0 +1,103 @@
+"""An Autoencoder and a Variational Autoencoder for 28x28 images, each returning its own loss.
+
+Network (the reference design): encoder 784 -> hidden (ReLU) -> latent, decoder latent -> hidden (ReLU) -> 784
+with a sigmoid. The objective per image is (recon + beta * KL) / 784, averaged over the batch, so with the
+default Gaussian likelihood and beta = 1 the loss is the per-pixel MSE plus the KL weighted per pixel,
+and loss numbers compare with published runs of this design.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PIXELS = 28 * 28
+
+
+class AutoEncoder(nn.Module):
+    def __init__(self, latent_dims=2, hidden_dims=512, likelihood="gaussian", beta=1.0):
+        super().__init__()
+        self.latent_dims, self.likelihood, self.beta = latent_dims, likelihood, beta
+        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(PIXELS, hidden_dims), nn.ReLU())
+        self.to_latent = nn.Linear(hidden_dims, latent_dims)  # the VAE's posterior mean
+        # The decoder ends in logits; decode() applies the sigmoid, and the Bernoulli loss reads the
+        # logits directly because binary_cross_entropy_with_logits is stable where log(sigmoid) is not.
+        self.decoder = nn.Sequential(nn.Linear(latent_dims, hidden_dims), nn.ReLU(), nn.Linear(hidden_dims, PIXELS))
+
+    def encode(self, x):
+        """Images (B, 1, 28, 28) in [0, 1] -> codes (B, latent); the VAE returns its posterior mean."""
+        return self.to_latent(self.encoder(x))
+
+    def decode(self, z):
+        """Codes (N, latent) -> images (N, 1, 28, 28) in [0, 1]."""
+        return torch.sigmoid(self.decoder(z)).view(-1, 1, 28, 28)
+
+    def sample_latent(self, x):
+        """The code the loss decodes and its KL per image; an AE's code is deterministic and costs no KL."""
+        z = self.encode(x)
+        return z, z.new_zeros(len(z))
+
+    def reconstruction_loss(self, logits, x):
+        """Negative log-likelihood per image, up to a constant: (B,).
+
+        gaussian: summed squared error, i.e. -log N(x; x_hat, 1/2) less its constant (see README);
+        bernoulli: summed binary cross-entropy, in nats.
+        """
+        x = x.flatten(1)  # (B, 784)
+        if self.likelihood == "bernoulli":
+            return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)
+        return (torch.sigmoid(logits) - x).square().sum(1)
+
+    def forward(self, x):
+        """Returns (loss, recon, kl): the scalar objective and its parts per image, (B,) each, in nats."""
+        z, kl = self.sample_latent(x)  # (B, latent), (B,)
+        recon = self.reconstruction_loss(self.decoder(z), x)  # (B,)
+        loss = (recon + self.beta * kl).mean() / PIXELS
+        return loss, recon, kl
+
+
+class VariationalAutoEncoder(AutoEncoder):
+    def __init__(self, latent_dims=2, hidden_dims=512, likelihood="gaussian", beta=1.0):
+        super().__init__(latent_dims, hidden_dims, likelihood, beta)
+        self.to_logvar = nn.Linear(hidden_dims, latent_dims)
+
+    def posterior(self, x):
+        """Mean and log-variance of q(z|x) = N(mu, diag(exp(logvar))), (B, latent) each."""
+        hidden = self.encoder(x)
+        return self.to_latent(hidden), self.to_logvar(hidden)
+
+    def sample_latent(self, x):
+        mu, logvar = self.posterior(x)
+        std = torch.exp(0.5 * logvar)
+        z = mu + std * torch.randn_like(std)  # reparameterisation: the sample stays differentiable in mu, std
+        return z, gaussian_kl(mu, logvar)
+
+
+def gaussian_kl(mu, logvar):
+    """KL(N(mu, diag(exp(logvar))) || N(0, I)) per row, in nats: (B,).
+
+    Closed form from Kingma & Welling 2014, "Auto-Encoding Variational Bayes", Appendix B:
+    KL = 1/2 * sum_j (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2). The README derives it.
+    """
+    return 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(1)
+
+
+def log_likelihood(model, logits, x):
+    """log p(x|z) per image, a normalised density, including the constant the training loss drops: (B,)."""
+    nll = model.reconstruction_loss(logits, x)
+    if model.likelihood == "gaussian":
+        # The training loss is the exponent of N(x; x_hat, sigma^2 = 1/2); its normaliser is 1/sqrt(pi) per pixel.
+        nll = nll + 0.5 * PIXELS * math.log(math.pi)
+    return -nll
+
+
+MODEL_CLASSES = {"ae": AutoEncoder, "vae": VariationalAutoEncoder}
+
+
+def model_args(cfg):
+    """The constructor arguments of a model, taken from a config; stored in checkpoints."""
+    return dict(latent_dims=cfg.latent_dims, hidden_dims=cfg.hidden_dims, likelihood=cfg.likelihood, beta=cfg.beta)
+
+
+def build(name, cfg):
+    return MODEL_CLASSES[name](**model_args(cfg))

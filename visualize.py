@@ -1,0 +1,61 @@
+"""Latent interpolation GIFs: decode evenly spaced codes between a test image of one class and one of another.
+
+    python visualize.py                          # class 0 -> class 9, both models, MNIST
+    python visualize.py --start 3 --end 8 --dataset fashion-mnist
+"""
+import imageio.v3 as iio
+import torch
+import torch.nn.functional as F
+
+import config
+import data
+from config import UserError
+from test import load_checkpoint
+
+STEPS = 100  # decoded points between the two codes; the GIF plays them forward then back
+UPSCALE = 8  # a 28-pixel digit becomes 224 pixels, visible on any screen
+FRAME_MS = 40  # 25 frames per second
+
+
+def first_of_class(images, labels, label):
+    """The first test image of a class, (1, 28, 28) uint8."""
+    matches = (labels == label).nonzero()
+    if len(matches) == 0:
+        raise UserError(f"the test set has no image of class {label}")
+    return images[matches[0]]
+
+
+@torch.inference_mode()
+def interpolate(model, start_image, end_image, steps=STEPS):
+    """Images (steps, 1, 28, 28) decoded from codes evenly spaced between the two images' codes."""
+    z_start, z_end = model.encode(torch.cat([start_image, end_image]).float().div(255))  # (latent,) each
+    weights = torch.linspace(0, 1, steps, device=z_start.device)[:, None]  # (steps, 1)
+    return model.decode((1 - weights) * z_start + weights * z_end)
+
+
+def gif_frames(images):
+    """uint8 frames (2 * steps, H, W): upscaled, forward then back, so the loop has no jump."""
+    big = F.interpolate(images, scale_factor=UPSCALE, mode="nearest")[:, 0]  # (steps, 224, 224)
+    frames = torch.cat([big, big.flip(0)])
+    return frames.mul(255).round().to(torch.uint8).cpu().numpy()
+
+
+def main():
+    keys = ("model", "dataset", "device", "start", "end", "data_root", "ckpt_dir", "plot_dir")
+    cfg, overrides = config.parse(keys, description=__doc__)
+    device = config.resolve_device(cfg.device)
+    names = config.models(cfg.model)
+    loaded = {name: load_checkpoint(config.checkpoint_path(cfg, name), overrides, device) for name in names}
+    dataset = data.load(cfg.dataset, cfg.data_root, device)
+    start_image = first_of_class(dataset.test_images, dataset.test_labels, cfg.start)
+    end_image = first_of_class(dataset.test_images, dataset.test_labels, cfg.end)
+    for name, (model, _, model_cfg) in loaded.items():
+        frames = gif_frames(interpolate(model, start_image, end_image))
+        path = config.output_path(model_cfg, name, f"interpolation_{cfg.start}_to_{cfg.end}.gif")
+        with config.atomic_path(path) as tmp:
+            iio.imwrite(tmp, frames, duration=FRAME_MS, loop=0)  # loop=0: forever
+        print(f"{name}: wrote {path} ({len(frames)} frames, {dataset.classes[cfg.start]} -> {dataset.classes[cfg.end]})")
+
+
+if __name__ == "__main__":
+    config.run(main)
