@@ -4,6 +4,8 @@
     python test.py --dataset fashion-mnist --model vae
 Each model is rebuilt from the config stored in its checkpoint, so no training flags need repeating.
 """
+import pickle
+
 import matplotlib
 
 matplotlib.use("Agg")  # render without a display
@@ -33,10 +35,17 @@ def load_checkpoint(path, overrides, device):
         model = model_class(**checkpoint["model_args"])
         model.load_state_dict(checkpoint["weights"])
         cfg = config.merge(checkpoint["config"], overrides)
-    except Exception as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    except pickle.UnpicklingError:
         raise UserError(
-            f"{path} is not a usable checkpoint of this project ({type(error).__name__}: {first_line[:200]}); "
+            f"{path} was refused: it holds Python objects other than tensors and plain data, which could run code "
+            "when loaded; only load checkpoints written by train.py"
+        ) from None
+    except Exception as error:
+        # load_state_dict puts the telling part (e.g. "size mismatch for to_latent.weight") on its second line.
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [""]
+        detail = lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]
+        raise UserError(
+            f"{path} is not a usable checkpoint of this project ({type(error).__name__}: {detail[:200]}); "
             "retrain with train.py"
         ) from None
     return model.to(device), checkpoint, cfg

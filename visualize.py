@@ -34,9 +34,12 @@ def interpolate(model, start_image, end_image, steps=STEPS):
 
 
 def gif_frames(images):
-    """uint8 frames (2 * steps, H, W): upscaled, forward then back, so the loop has no jump."""
+    """uint8 frames (2 * steps - 2, H, W): upscaled, forward then back.
+
+    The way back skips both end images, which the way forward already shows, so the loop has no stutter.
+    """
     big = F.interpolate(images, scale_factor=UPSCALE, mode="nearest")[:, 0]  # (steps, 224, 224)
-    frames = torch.cat([big, big.flip(0)])
+    frames = torch.cat([big, big[1:-1].flip(0)])
     return frames.mul(255).round().to(torch.uint8).cpu().numpy()
 
 
@@ -53,8 +56,11 @@ def main():
         frames = gif_frames(interpolate(model, start_image, end_image))
         path = config.output_path(model_cfg, name, f"interpolation_{cfg.start}_to_{cfg.end}.gif")
         with config.atomic_path(path) as tmp:
-            iio.imwrite(tmp, frames, duration=FRAME_MS, loop=0)  # loop=0: forever
-        print(f"{name}: wrote {path} ({len(frames)} frames, {dataset.classes[cfg.start]} -> {dataset.classes[cfg.end]})")
+            # loop=0: forever. Pillow stores identical neighbouring frames once, with their durations added.
+            iio.imwrite(tmp, frames, duration=FRAME_MS, loop=0)
+        seconds = len(frames) * FRAME_MS / 1000
+        print(f"{name}: wrote {path} ({len(frames)} frames, {seconds:.1f} s, "
+              f"{dataset.classes[cfg.start]} -> {dataset.classes[cfg.end]} and back)")
 
 
 if __name__ == "__main__":

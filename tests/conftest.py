@@ -1,0 +1,63 @@
+"""Shared fixtures: tiny IDX datasets written by the tests, and a runner for the scripts as subprocesses."""
+import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # `import test` must find the project's test.py, not Python's own test package
+
+TRAIN_COUNT, TEST_COUNT = 300, 100
+
+
+def write_idx(folder, train_count=TRAIN_COUNT, test_count=TEST_COUNT, gz=False, seed=0):
+    """The four MNIST-format IDX files: 28x28 uint8 images whose brightness band depends on the class."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(seed)
+    for prefix, count in (("train", train_count), ("t10k", test_count)):
+        labels = (torch.arange(count) % 10).to(torch.uint8)
+        images = torch.randint(0, 60, (count, 28, 28), generator=generator, dtype=torch.uint8)
+        for index, label in enumerate(labels.tolist()):
+            images[index, 2 * label : 2 * label + 8, 4:24] = 255  # a class-dependent bar
+        files = {
+            f"{prefix}-images-idx3-ubyte": (0x0803, [count, 28, 28], images),
+            f"{prefix}-labels-idx1-ubyte": (0x0801, [count], labels),
+        }
+        for name, (magic, dims, values) in files.items():
+            header = b"".join(number.to_bytes(4, "big") for number in [magic, *dims])
+            payload = header + values.numpy().tobytes()
+            if gz:
+                (folder / f"{name}.gz").write_bytes(gzip.compress(payload))
+            else:
+                (folder / name).write_bytes(payload)
+    return folder
+
+
+@pytest.fixture
+def data_root(tmp_path):
+    """A data root holding a tiny MNIST in torchvision's layout."""
+    root = tmp_path / "data"
+    write_idx(root / "MNIST" / "raw")
+    return root
+
+
+def run_script(script, *args, cwd):
+    """Run one of the project's scripts on the CPU; returns the CompletedProcess (never raises on failure)."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), "--device", "cpu", *map(str, args)],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+    )
+
+
+def assert_clean_failure(result, *phrases):
+    """A non-zero exit with a message naming each phrase, and no traceback."""
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    for phrase in phrases:
+        assert phrase in result.stderr, result.stderr

@@ -1,0 +1,66 @@
+import pytest
+import torch
+from torchvision import datasets
+
+import data
+from config import UserError
+from conftest import TEST_COUNT, TRAIN_COUNT, write_idx
+
+
+def test_loads_both_splits_through_torchvision(data_root):
+    dataset = data.load("mnist", data_root, torch.device("cpu"))
+    assert dataset.train_images.shape == (TRAIN_COUNT, 28, 28) and dataset.train_images.dtype == torch.uint8
+    assert dataset.test_images.shape == (TEST_COUNT, 28, 28)
+    assert torch.equal(dataset.train_labels, torch.arange(TRAIN_COUNT) % 10)
+    assert dataset.classes[0] == "zero" and len(dataset.classes) == 10
+    assert dataset.train_images[3, 6:14, 4:24].eq(255).all()  # class 3's bar, as written
+
+
+def test_batches_cover_every_image_once_including_the_last_partial_batch(data_root):
+    images = data.load("mnist", data_root, torch.device("cpu")).train_images
+    torch.manual_seed(0)
+    chunks = list(data.batches(images, 128, shuffle=True))
+    assert [len(chunk) for chunk in chunks] == [128, 128, 44]
+    assert chunks[0].dtype == torch.float32 and 0 <= chunks[0].min() and chunks[0].max() <= 1
+    seen = torch.cat(chunks).mul(255).round().to(torch.uint8)
+    assert torch.equal(seen.flatten(1).sort(0).values, images.flatten(1).sort(0).values)  # a permutation
+    in_order = torch.cat(list(data.batches(images, 128, shuffle=False))).mul(255).round().to(torch.uint8)
+    assert torch.equal(in_order, images)
+
+
+def _failing_download(self):
+    raise RuntimeError("Error downloading train-images-idx3-ubyte.gz: <urlopen error [Errno -3]>")
+
+
+def test_offline_without_data_names_the_dataset_the_folder_and_the_ways_out(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets.MNIST, "download", _failing_download)
+    with pytest.raises(UserError) as error:
+        data.load("mnist", tmp_path, torch.device("cpu"))
+    message = str(error.value)
+    assert "mnist" in message and str(tmp_path / "MNIST" / "raw") in message
+    assert "connect" in message and "--dataset fashion-mnist" in message and "\n" not in message
+
+
+def test_fashion_mnist_offline_without_the_debian_package(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets.FashionMNIST, "download", _failing_download)
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
+    with pytest.raises(UserError, match="apt install dataset-fashion-mnist"):
+        data.load("fashion-mnist", tmp_path / "data", torch.device("cpu"))
+
+
+def test_fashion_mnist_is_found_in_the_debian_folder_without_a_download(tmp_path, monkeypatch):
+    debian = write_idx(tmp_path / "debian", gz=True)
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", debian)
+    monkeypatch.setattr(datasets.FashionMNIST, "download", _failing_download)
+    dataset = data.load("fashion-mnist", tmp_path / "data", torch.device("cpu"))
+    assert dataset.test_images.shape == (TEST_COUNT, 28, 28)
+    assert dataset.classes[9] == "Ankle boot"
+    assert not list((tmp_path / "data" / "FashionMNIST" / "raw").glob("tmp*"))  # no scratch folder left
+
+
+@pytest.mark.parametrize("name", ["train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"])
+def test_truncated_idx_file_gets_a_clear_message(data_root, name):
+    path = data_root / "MNIST" / "raw" / name
+    path.write_bytes(path.read_bytes()[:-500] if "images" in name else path.read_bytes()[:20])
+    with pytest.raises(UserError, match="corrupt or truncated|expected matching counts"):
+        data.load("mnist", data_root, torch.device("cpu"))

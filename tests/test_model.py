@@ -1,0 +1,89 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model import PIXELS, AutoEncoder, VariationalAutoEncoder, gaussian_kl
+
+
+def images(count=16, seed=0):
+    return torch.rand(count, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("model_class", [AutoEncoder, VariationalAutoEncoder])
+@pytest.mark.parametrize("latent_dims", [1, 2, 8])
+def test_shapes(model_class, latent_dims):
+    torch.manual_seed(0)
+    model = model_class(latent_dims=latent_dims, hidden_dims=32)
+    x = images(5)
+    assert model.encode(x).shape == (5, latent_dims)
+    assert model.encode(x[:, 0]).shape == (5, latent_dims)  # (B, 28, 28) works too, as batches come
+    decoded = model.decode(torch.randn(7, latent_dims))
+    assert decoded.shape == (7, 1, 28, 28)
+    assert 0 <= decoded.min() and decoded.max() <= 1
+    loss, recon, kl = model(x)
+    assert loss.shape == () and recon.shape == (5,) and kl.shape == (5,)
+
+
+def test_ae_loss_is_per_pixel_mse():
+    torch.manual_seed(0)
+    model = AutoEncoder(latent_dims=2, hidden_dims=64)
+    x = images()
+    loss, _, kl = model(x)
+    assert torch.allclose(loss, F.mse_loss(model.decode(model.encode(x)), x), rtol=1e-5)
+    assert torch.equal(kl, torch.zeros(16))
+
+
+def test_vae_loss_matches_the_reference_formula():
+    """per-pixel MSE + KL averaged over batch and latent dims, times latent_dims / 784."""
+    torch.manual_seed(0)
+    latent_dims = 4
+    model = VariationalAutoEncoder(latent_dims=latent_dims, hidden_dims=64)
+    x = images()
+    torch.manual_seed(1)
+    loss, _, _ = model(x)
+
+    mu, logvar = model.posterior(x)
+    torch.manual_seed(1)  # the same noise as the forward pass drew
+    z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+    mse = F.mse_loss(model.decode(z), x)
+    kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).mean()
+    assert torch.allclose(loss, mse + kl * latent_dims / 784, rtol=1e-5)
+
+
+def test_closed_form_kl_agrees_with_monte_carlo():
+    torch.manual_seed(0)
+    mu, logvar = torch.randn(3, 5), torch.randn(3, 5) * 0.5
+    std = torch.exp(0.5 * logvar)
+    z = mu + std * torch.randn(200_000, 3, 5)  # (S, 3, 5) samples from q
+    log_q = torch.distributions.Normal(mu, std).log_prob(z).sum(-1)
+    log_p = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
+    monte_carlo = (log_q - log_p).mean(0)  # (3,)
+    assert torch.allclose(gaussian_kl(mu, logvar), monte_carlo, atol=0.03)
+    assert torch.allclose(gaussian_kl(torch.zeros(2, 3), torch.zeros(2, 3)), torch.zeros(2))
+
+
+def test_bernoulli_loss_is_summed_binary_cross_entropy():
+    torch.manual_seed(0)
+    model = AutoEncoder(latent_dims=2, hidden_dims=64, likelihood="bernoulli")
+    x = images()
+    loss, recon, _ = model(x)
+    expected = F.binary_cross_entropy(model.decode(model.encode(x)), x, reduction="none").flatten(1).sum(1)
+    assert torch.allclose(recon, expected, rtol=1e-4)
+    assert torch.allclose(loss, expected.mean() / PIXELS, rtol=1e-4)
+
+
+def test_beta_scales_only_the_kl_term():
+    torch.manual_seed(0)
+    model = VariationalAutoEncoder(latent_dims=3, hidden_dims=64)
+    x = images()
+    results = {}
+    for beta in (1.0, 4.0):
+        model.beta = beta
+        torch.manual_seed(1)
+        results[beta] = model(x)
+    (loss_1, recon_1, kl_1), (loss_4, recon_4, kl_4) = results[1.0], results[4.0]
+    assert torch.equal(recon_1, recon_4) and torch.equal(kl_1, kl_4)
+    assert torch.allclose(loss_4 - loss_1, 3 * kl_1.mean() / PIXELS, rtol=1e-4)
+    assert not math.isclose(loss_1.item(), loss_4.item())

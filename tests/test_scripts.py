@@ -1,0 +1,160 @@
+"""train.py -> test.py -> visualize.py end to end, as subprocesses on tiny generated data, and every bad input."""
+import sys
+
+import imageio.v3 as iio
+import pytest
+import torch
+from PIL import Image, ImageSequence
+
+import test
+import train
+import visualize
+from conftest import TEST_COUNT, assert_clean_failure, run_script, write_idx
+from model import AutoEncoder
+from visualize import FRAME_MS, STEPS
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A folder with tiny MNIST in data/, where train.py has run once for 1 epoch."""
+    folder = tmp_path_factory.mktemp("run")
+    write_idx(folder / "data" / "MNIST" / "raw")
+    result = run_script("train.py", "--epochs", "1", "--batch-size", "64", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+def load(path):
+    return torch.load(path, weights_only=True)
+
+
+def test_train_writes_a_checkpoint_per_model_with_config_and_history(workspace):
+    for name in ("ae", "vae"):
+        checkpoint = load(workspace / "ckpts" / f"mnist_{name}.pt")
+        assert checkpoint["model"] == name and checkpoint["config"]["batch_size"] == 64
+        assert [entry["epoch"] for entry in checkpoint["history"]] == [1]
+        assert set(checkpoint["history"][0]) >= {"train_loss", "test_loss", "test_recon", "test_kl", "seconds"}
+    assert not list((workspace / "ckpts").glob(".*tmp*"))
+
+
+def test_test_and_visualize_write_valid_plots_and_gifs(workspace):
+    result = run_script("test.py", cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    assert "vae: test loss" in result.stdout and "KL" in result.stdout
+    for name in ("ae", "vae"):
+        for what in ("latent_space", "reconstructed_manifold"):
+            with Image.open(workspace / "plots" / f"mnist_{name}_{what}.png") as image:
+                image.load()  # decodes, or raises
+                assert image.width > 300 and image.height > 300
+
+    result = run_script("visualize.py", "--start", "1", "--end", "7", cwd=workspace)
+    assert result.returncode == 0, result.stderr
+    for name in ("ae", "vae"):
+        path = workspace / "plots" / f"mnist_{name}_interpolation_1_to_7.gif"
+        frames = iio.imread(path, index=None)
+        assert frames.shape[1:3] == (224, 224)  # upscaled 8x
+        assert not (frames[0] == frames[len(frames) // 2]).all()  # it moves
+        # Pillow folds identical neighbouring frames into one longer frame, so count play time, not stored frames.
+        with Image.open(path) as gif:
+            durations = [gif.info["duration"] for _ in ImageSequence.Iterator(gif)]
+            assert gif.info.get("loop") == 0  # forever
+        assert sum(durations) == (2 * STEPS - 2) * FRAME_MS  # 100 steps forward, 98 back
+
+
+def test_seeded_runs_repeat_and_resume_continues_exactly(tmp_path):
+    write_idx(tmp_path / "data" / "MNIST" / "raw")
+    common = ("--model", "vae", "--batch-size", "64")
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert run_script("train.py", *common, "--epochs", "3", "--ckpt-dir", straight, cwd=tmp_path).returncode == 0
+    assert run_script("train.py", *common, "--epochs", "2", "--ckpt-dir", split, cwd=tmp_path).returncode == 0
+    first = load(split / "mnist_vae.pt")["history"]
+    result = run_script("train.py", *common, "--epochs", "3", "--resume", "--ckpt-dir", split, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "resuming after epoch 2" in result.stdout
+
+    def losses(history):
+        return [(entry["train_loss"], entry["test_loss"], entry["test_kl"]) for entry in history]
+
+    reference = load(straight / "mnist_vae.pt")
+    assert losses(first) == losses(reference["history"][:2])  # a second process repeats the first exactly
+    resumed = load(split / "mnist_vae.pt")
+    assert losses(resumed["history"]) == losses(reference["history"])
+    for key, weight in reference["weights"].items():
+        assert torch.equal(weight, resumed["weights"][key]), key
+
+
+def test_resume_refuses_a_different_latent_size(workspace):
+    before = (workspace / "ckpts" / "mnist_vae.pt").read_bytes()
+    result = run_script("train.py", "--model", "vae", "--resume", "--epochs", "2", "--latent-dims", "3", cwd=workspace)
+    assert_clean_failure(result, "--latent-dims 3 (checkpoint: 2)")
+    assert (workspace / "ckpts" / "mnist_vae.pt").read_bytes() == before
+
+
+def run_main(module, *args):
+    """Run a script's main() in this process exactly as its __main__ does; returns what it exits with."""
+    argv = [f"{module.__name__}.py", "--device", "cpu", *map(str, args)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", argv)
+        with pytest.raises(SystemExit) as exit_info:
+            module.config.run(module.main)
+    return exit_info.value.code
+
+
+def test_missing_checkpoint_names_the_file_and_the_fix(workspace, tmp_path):
+    for module in (test, visualize):
+        message = run_main(module, "--ckpt-dir", tmp_path, "--data-root", workspace / "data")
+        assert "no checkpoint at" in message and "mnist_ae.pt" in message
+        assert "python train.py --model ae --dataset mnist" in message
+
+
+def test_corrupt_checkpoint_gets_one_line(workspace, tmp_path):
+    (tmp_path / "mnist_vae.pt").write_bytes(b"not a checkpoint at all")
+    message = run_main(test, "--model", "vae", "--ckpt-dir", tmp_path, "--data-root", workspace / "data")
+    assert "is not a usable checkpoint" in message and "\n" not in message
+
+
+def test_checkpoint_of_another_latent_size_gets_one_line(workspace, tmp_path):
+    checkpoint = load(workspace / "ckpts" / "mnist_ae.pt")
+    checkpoint["model_args"]["latent_dims"] = 5  # weights are for 2
+    torch.save(checkpoint, tmp_path / "mnist_ae.pt")
+    message = run_main(test, "--model", "ae", "--ckpt-dir", tmp_path, "--data-root", workspace / "data")
+    assert "is not a usable checkpoint" in message and "size mismatch" in message and "\n" not in message
+
+
+class RunsCodeWhenUnpickled:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))  # creating the marker file is the "code" it would run
+
+
+def test_a_checkpoint_crafted_to_run_code_does_not_run_it(workspace, tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"model": "vae", "weights": RunsCodeWhenUnpickled(marker)}, tmp_path / "mnist_vae.pt")
+    message = run_main(test, "--model", "vae", "--ckpt-dir", tmp_path, "--data-root", workspace / "data")
+    assert "was refused" in message and "could run code" in message
+    assert not marker.exists()
+
+
+def test_bad_flag_values_exit_cleanly_from_every_script(workspace):
+    # Each value is refused in-process in test_config; here: the scripts really exit as a user sees it.
+    for script, args, phrase in [
+        ("train.py", ("--epochs", "0"), "--epochs must be positive"),
+        ("visualize.py", ("--end", "10"), "--end must be a class index"),
+    ]:
+        assert_clean_failure(run_script(script, *args, cwd=workspace), phrase)
+
+
+def test_nan_loss_stops_training_and_keeps_the_old_checkpoint(workspace, monkeypatch, capsys):
+    path = workspace / "ckpts" / "mnist_ae.pt"
+    before = path.read_bytes()
+
+    def nan_reconstruction(self, logits, x):
+        return logits.sum(1) * float("nan")
+
+    monkeypatch.setattr(AutoEncoder, "reconstruction_loss", nan_reconstruction)
+    message = run_main(train, "--model", "ae", "--epochs", "1", "--data-root", workspace / "data",
+                       "--ckpt-dir", workspace / "ckpts")
+    assert "training loss became nan in epoch 1" in message
+    assert path.read_bytes() == before
