@@ -46,7 +46,8 @@ class AutoEncoder(nn.Module):
         x = x.flatten(1)  # (B, 784)
         if self.likelihood == "bernoulli":
             return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)
-        return (torch.sigmoid(logits) - x).square().sum(1)
+        # mse_loss runs the difference and its square as one kernel each way: measurably faster on CPU.
+        return F.mse_loss(torch.sigmoid(logits), x, reduction="none").sum(1)
 
     def forward(self, x):
         """Returns (loss, recon, kl): the scalar objective and its parts per image, (B,) each, in nats."""

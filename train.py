@@ -87,7 +87,7 @@ def fit(name, cfg, overrides, dataset, device):
         model, optimizer_state, rng, history, cfg = resume_from(path, name, overrides, device)
     else:
         model, optimizer_state, rng, history = build(name, cfg).to(device), None, None, []
-    # Adam's fused kernel does the update of all parameters in one pass; the numbers match the loop version.
+    # Adam's fused kernel updates all parameters in one pass (faster); it agrees with the loop version to rounding.
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, fused=device.type in ("cuda", "cpu"))
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
