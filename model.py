@@ -38,16 +38,17 @@ class AutoEncoder(nn.Module):
         return z, z.new_zeros(len(z))
 
     def reconstruction_loss(self, logits, x):
-        """Negative log-likelihood per image, up to a constant: (B,).
+        """Negative log-likelihood per image, up to a constant: logits (..., 784) -> (...).
 
         gaussian: summed squared error, i.e. -log N(x; x_hat, 1/2) less its constant (see README);
         bernoulli: summed binary cross-entropy, in nats.
+        x holds the same images as logits, in any shape: (B, 1, 28, 28), or (B, k, 784) for k samples each.
         """
-        x = x.flatten(1)  # (B, 784)
+        x = x.reshape(logits.shape)
         if self.likelihood == "bernoulli":
-            return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)
+            return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
         # mse_loss runs the difference and its square as one kernel each way: measurably faster on CPU.
-        return F.mse_loss(torch.sigmoid(logits), x, reduction="none").sum(1)
+        return F.mse_loss(torch.sigmoid(logits), x, reduction="none").sum(-1)
 
     def forward(self, x):
         """Returns (loss, recon, kl): the scalar objective and its parts per image, (B,) each, in nats."""
@@ -83,13 +84,18 @@ def gaussian_kl(mu, logvar):
     return 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(1)
 
 
+def nll_constant(likelihood):
+    """What reconstruction_loss leaves out of -log p(x|z), in nats per image.
+
+    The Gaussian loss is the exponent of N(x; x_hat, sigma^2 = 1/2), whose normaliser is 1/sqrt(pi) per pixel;
+    the Bernoulli loss is already the whole negative log-likelihood.
+    """
+    return 0.5 * PIXELS * math.log(math.pi) if likelihood == "gaussian" else 0.0
+
+
 def log_likelihood(model, logits, x):
-    """log p(x|z) per image, a normalised density, including the constant the training loss drops: (B,)."""
-    nll = model.reconstruction_loss(logits, x)
-    if model.likelihood == "gaussian":
-        # The training loss is the exponent of N(x; x_hat, sigma^2 = 1/2); its normaliser is 1/sqrt(pi) per pixel.
-        nll = nll + 0.5 * PIXELS * math.log(math.pi)
-    return -nll
+    """log p(x|z) per image as a normalised density, logits (..., 784) -> (...)."""
+    return -(model.reconstruction_loss(logits, x) + nll_constant(model.likelihood))
 
 
 MODEL_CLASSES = {"ae": AutoEncoder, "vae": VariationalAutoEncoder}

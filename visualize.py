@@ -1,4 +1,7 @@
-"""Latent interpolation GIFs: decode evenly spaced codes between a test image of one class and one of another.
+"""Latent interpolations: decode evenly spaced codes between a test image of one class and one of another.
+
+Per model: a GIF from --start to --end and back, and a still with one row per pair of neighbouring classes
+(0 -> 1, 1 -> 2, ..., 9 -> 0) for a README or a paper.
 
     python visualize.py                          # class 0 -> class 9, both models, MNIST
     python visualize.py --start 3 --end 8 --dataset fashion-mnist
@@ -10,11 +13,12 @@ import torch.nn.functional as F
 import config
 import data
 from config import UserError
-from test import load_checkpoint
+from test import load_checkpoint, save_grid
 
 STEPS = 100  # decoded points between the two codes; the GIF plays them forward then back
 UPSCALE = 8  # a 28-pixel digit becomes 224 pixels, visible on any screen
 FRAME_MS = 40  # 25 frames per second
+STILL_STEPS = 10  # images per row of the interpolations still
 
 
 def first_of_class(images, labels, label):
@@ -43,6 +47,13 @@ def gif_frames(images):
     return frames.mul(255).round().to(torch.uint8).cpu().numpy()
 
 
+def interpolation_rows(model, images, labels, classes, steps=STILL_STEPS):
+    """Images (classes * steps, 1, 28, 28): row c runs from the first image of class c to that of class c + 1."""
+    firsts = [first_of_class(images, labels, label) for label in range(classes)]
+    return torch.cat([interpolate(model, firsts[label], firsts[(label + 1) % classes], steps)
+                      for label in range(classes)])
+
+
 def main():
     keys = ("model", "dataset", "device", "start", "end", "data_root", "ckpt_dir", "plot_dir")
     cfg, overrides = config.parse(keys, description=__doc__)
@@ -61,6 +72,10 @@ def main():
         seconds = len(frames) * FRAME_MS / 1000
         print(f"{name}: wrote {path} ({len(frames)} frames, {seconds:.1f} s, "
               f"{dataset.classes[cfg.start]} -> {dataset.classes[cfg.end]} and back)")
+        still = config.output_path(model_cfg, name, "interpolations.png")
+        rows = interpolation_rows(model, dataset.test_images, dataset.test_labels, len(dataset.classes))
+        save_grid(rows, still, nrow=STILL_STEPS)
+        print(f"{name}: wrote {still} (one row per pair of neighbouring classes)")
 
 
 if __name__ == "__main__":

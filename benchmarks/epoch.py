@@ -143,6 +143,9 @@ def main():
         print(f"{label:34}{train:14.3f}{count / train:12,.0f}{test_text}")
     print(f"\na/b = {a_train / b_train:.3f} (train), {a_test / b_test:.3f} (test)   a/c = {a_train / c_train:.2f}"
           f"   b/a = {b_train / a_train:.1f}x")
+    # What `python train.py` does per model: 5 epochs, each followed by a pass over the test set.
+    a_run, b_run = 5 * (a_train + a_test), 5 * (b_train + b_test)
+    print(f"5 epochs, each with a test pass: (a) {a_run:.1f} s, (b) {b_run:.1f} s, a/b = {a_run / b_run:.2f}")
 
     print(f"\n(a) train s/epoch by batch size and latent dims, best of {SCALE_REPEATS}; (c) floor in brackets")
     print(f"{'batch':>8}" + "".join(f"{f'latent {latent}':>22}" for latent in SCALE_LATENT_DIMS))
