@@ -87,7 +87,7 @@ def parse(keys, argv=None, description=None):
     overrides holds only what the user typed, so a script can lay it over a checkpoint's config.
     """
     values, help_texts = defaults(), _help_texts()
-    parser = _Parser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = _Parser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     for key in keys:
         default = values[key]
         flag = "--" + key.replace("_", "-")

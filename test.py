@@ -33,12 +33,11 @@ SAMPLE_GRID = 10  # the VAE's samples figure is SAMPLE_GRID x SAMPLE_GRID
 GALLERY_SEED = 0  # the samples figure decodes the same z every run
 
 
-def load_checkpoint(path, overrides, device):
-    """(model on device, checkpoint dict, config): the model rebuilt from what the checkpoint stores."""
+def load_checkpoint(cfg, name, overrides, device):
+    """(model on device, checkpoint dict, config) of model `name`, rebuilt from what its checkpoint stores."""
+    path = config.checkpoint_path(cfg, name)
     if not path.is_file():
-        name = path.stem.rsplit("_", 1)[-1]
-        dataset = path.stem.rsplit("_", 1)[0]
-        raise UserError(f"no checkpoint at {path}: run `python train.py --model {name} --dataset {dataset}` first")
+        raise UserError(f"no checkpoint at {path}: run `python train.py --model {name} --dataset {cfg.dataset}` first")
     try:
         # weights_only: a checkpoint is data, never code; a crafted pickle is refused, not run.
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -59,6 +58,9 @@ def load_checkpoint(path, overrides, device):
             f"{path} is not a usable checkpoint of this project ({type(error).__name__}: {detail[:200]}); "
             "retrain with train.py"
         ) from None
+    if checkpoint["model"] != name:
+        raise UserError(f"{path} is a checkpoint of the {checkpoint['model'].upper()}, not the {name.upper()}; "
+                        "retrain with train.py")
     return model.to(device), checkpoint, cfg
 
 
@@ -313,7 +315,7 @@ def main():
     cfg, overrides = config.parse(keys, description=__doc__)
     device = config.resolve_device(cfg.device)
     names = config.models(cfg.model)
-    loaded = {name: load_checkpoint(config.checkpoint_path(cfg, name), overrides, device) for name in names}
+    loaded = {name: load_checkpoint(cfg, name, overrides, device) for name in names}
     dataset = data.load(cfg.dataset, cfg.data_root, device)
     for name, (model, checkpoint, model_cfg) in loaded.items():
         torch.manual_seed(model_cfg.seed)  # the VAE's loss and bound sample z: seeded, they repeat

@@ -62,11 +62,10 @@ def save_checkpoint(path, name, model, optimizer, cfg, history, device):
         torch.save(checkpoint, tmp)
 
 
-def resume_from(path, name, overrides, device):
+def resume_from(cfg, name, overrides, device):
     """(model, optimizer state, rng state, history, cfg) of an earlier run, refusing changes to its architecture."""
-    model, checkpoint, cfg = load_checkpoint(path, overrides, device)
-    if checkpoint["model"] != name:
-        raise UserError(f"{path} holds a {checkpoint['model']} model, not a {name}")
+    path = config.checkpoint_path(cfg, name)
+    model, checkpoint, cfg = load_checkpoint(cfg, name, overrides, device)
     changed = [
         f"--{key.replace('_', '-')} {overrides[key]} (checkpoint: {checkpoint['config'][key]})"
         for key in config.ARCHITECTURE_KEYS
@@ -84,7 +83,7 @@ def fit(name, cfg, overrides, dataset, device):
     path = config.checkpoint_path(cfg, name)
     torch.manual_seed(cfg.seed)  # the same weights and batches whichever other models run beside this one
     if cfg.resume:
-        model, optimizer_state, rng, history, cfg = resume_from(path, name, overrides, device)
+        model, optimizer_state, rng, history, cfg = resume_from(cfg, name, overrides, device)
     else:
         model, optimizer_state, rng, history = build(name, cfg).to(device), None, None, []
     # Adam's fused kernel updates all parameters in one pass (faster); it agrees with the loop version to rounding.

@@ -59,7 +59,7 @@ def main():
     cfg, overrides = config.parse(keys, description=__doc__)
     device = config.resolve_device(cfg.device)
     names = config.models(cfg.model)
-    loaded = {name: load_checkpoint(config.checkpoint_path(cfg, name), overrides, device) for name in names}
+    loaded = {name: load_checkpoint(cfg, name, overrides, device) for name in names}
     dataset = data.load(cfg.dataset, cfg.data_root, device)
     start_image = first_of_class(dataset.test_images, dataset.test_labels, cfg.start)
     end_image = first_of_class(dataset.test_images, dataset.test_labels, cfg.end)

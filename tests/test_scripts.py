@@ -1,4 +1,5 @@
 """train.py -> test.py -> visualize.py end to end, as subprocesses on tiny generated data, and every bad input."""
+import json
 import sys
 
 import imageio.v3 as iio
@@ -11,7 +12,7 @@ import train
 import visualize
 from conftest import TEST_COUNT, assert_clean_failure, run_script, write_idx
 from model import AutoEncoder
-from visualize import FRAME_MS, STEPS
+from visualize import FRAME_MS, STEPS, STILL_STEPS
 
 
 @pytest.fixture(scope="module")
@@ -37,20 +38,41 @@ def test_train_writes_a_checkpoint_per_model_with_config_and_history(workspace):
     assert not list((workspace / "ckpts").glob(".*tmp*"))
 
 
-def test_test_and_visualize_write_valid_plots_and_gifs(workspace):
-    result = run_script("test.py", cwd=workspace)
+def grid_size(columns, rows):
+    """Pixel (width, height) of a save_grid image: 28-pixel cells with 2-pixel borders."""
+    return columns * 30 + 2, rows * 30 + 2
+
+
+def png_size(path):
+    with Image.open(path) as image:
+        image.load()  # decodes, or raises
+        return image.size
+
+
+def test_test_and_visualize_write_valid_plots_metrics_and_gifs(workspace):
+    result = run_script("test.py", "--iw-samples", "20", cwd=workspace)
     assert result.returncode == 0, result.stderr
-    assert "vae: test loss" in result.stdout and "KL" in result.stdout
+    assert "-log p(x) <=" in result.stdout and "5-NN accuracy" in result.stdout
+    plots = workspace / "plots"
     for name in ("ae", "vae"):
-        for what in ("latent_space", "reconstructed_manifold"):
-            with Image.open(workspace / "plots" / f"mnist_{name}_{what}.png") as image:
-                image.load()  # decodes, or raises
-                assert image.width > 300 and image.height > 300
+        for what in ("latent_space", "reconstructed_manifold", "training_curves"):
+            width, height = png_size(plots / f"mnist_{name}_{what}.png")
+            assert width > 300 and height > 300
+        # 2 test images of each of the 10 classes above their reconstructions
+        assert png_size(plots / f"mnist_{name}_reconstructions.png") == grid_size(20, 2)
+        metrics = json.loads((plots / f"mnist_{name}_metrics.json").read_text())
+        assert 0 <= metrics["knn_accuracy"] <= 1 and metrics["test_images_per_second"] > 0
+    assert png_size(plots / "mnist_vae_samples.png") == grid_size(10, 10)
+    assert not (plots / "mnist_ae_samples.png").exists()  # an AE has no prior to sample
+    metrics = json.loads((plots / "mnist_vae_metrics.json").read_text())
+    assert metrics["iw_samples"] == 20 and metrics["active_units"] in (0, 1, 2)
+    assert metrics["iw_nll_nats"] <= metrics["negative_elbo_nats"] + 1.0  # a tighter bound, up to sampling noise
+    assert metrics["negative_elbo_nats"] == pytest.approx(metrics["elbo_reconstruction_nats"] + metrics["kl_nats"])
 
     result = run_script("visualize.py", "--start", "1", "--end", "7", cwd=workspace)
     assert result.returncode == 0, result.stderr
     for name in ("ae", "vae"):
-        path = workspace / "plots" / f"mnist_{name}_interpolation_1_to_7.gif"
+        path = plots / f"mnist_{name}_interpolation_1_to_7.gif"
         frames = iio.imread(path, index=None)
         assert frames.shape[1:3] == (224, 224)  # upscaled 8x
         assert not (frames[0] == frames[len(frames) // 2]).all()  # it moves
@@ -59,6 +81,7 @@ def test_test_and_visualize_write_valid_plots_and_gifs(workspace):
             durations = [gif.info["duration"] for _ in ImageSequence.Iterator(gif)]
             assert gif.info.get("loop") == 0  # forever
         assert sum(durations) == (2 * STEPS - 2) * FRAME_MS  # 100 steps forward, 98 back
+        assert png_size(plots / f"mnist_{name}_interpolations.png") == grid_size(STILL_STEPS, 10)  # 0->1 ... 9->0
 
 
 def test_seeded_runs_repeat_and_resume_continues_exactly(tmp_path):
@@ -119,6 +142,12 @@ def test_checkpoint_of_another_latent_size_gets_one_line(workspace, tmp_path):
     torch.save(checkpoint, tmp_path / "mnist_ae.pt")
     message = run_main(test, "--model", "ae", "--ckpt-dir", tmp_path, "--data-root", workspace / "data")
     assert "is not a usable checkpoint" in message and "size mismatch" in message and "\n" not in message
+
+
+def test_checkpoint_of_the_other_model_gets_one_line(workspace, tmp_path):
+    (tmp_path / "mnist_vae.pt").write_bytes((workspace / "ckpts" / "mnist_ae.pt").read_bytes())
+    message = run_main(test, "--model", "vae", "--ckpt-dir", tmp_path, "--data-root", workspace / "data")
+    assert "is a checkpoint of the AE, not the VAE" in message
 
 
 class RunsCodeWhenUnpickled:

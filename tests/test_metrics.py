@@ -1,0 +1,107 @@
+"""The estimators behind test.py's numbers: importance-weighted bound, kNN accuracy, active units."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model import VariationalAutoEncoder, nll_constant
+from test import active_units, evaluate, importance_weighted_nll, knn_accuracy
+
+
+def tiny_vae(likelihood="bernoulli", seed=0):
+    torch.manual_seed(seed)
+    return VariationalAutoEncoder(latent_dims=2, hidden_dims=32, likelihood=likelihood)
+
+
+def tiny_images(count=64, seed=0):
+    return torch.randint(0, 256, (count, 28, 28), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_one_importance_sample_is_the_elbo(likelihood):
+    """With k = 1 the bound is a one-sample ELBO estimate: over many draws it meets the closed-form-KL ELBO."""
+    model = tiny_vae(likelihood)
+    images = tiny_images(64).repeat(40, 1, 1)  # every image 40 times, so the sampling noise averages out
+    torch.manual_seed(1)
+    bound = importance_weighted_nll(model, images, samples=1)
+    torch.manual_seed(2)
+    loss = evaluate(model, images)
+    negative_elbo = loss["recon"] + nll_constant(likelihood) + loss["kl"]
+    assert bound == pytest.approx(negative_elbo, rel=2e-3)
+
+
+def test_more_importance_samples_tighten_the_bound():
+    model = tiny_vae()
+    images = tiny_images(64)
+    bounds = []
+    for samples in (1, 10, 100, 1000):
+        torch.manual_seed(0)
+        bounds.append(importance_weighted_nll(model, images, samples))
+    assert bounds == sorted(bounds, reverse=True)  # -log p(x) bounds fall as k grows
+    assert bounds[0] - bounds[-1] > 0.1
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("samples_per_chunk", [2048, 16])  # 16: one image per chunk, its 50 samples in 4 steps
+def test_bound_is_exact_when_the_decoder_ignores_z(likelihood, samples_per_chunk):
+    """If q(z|x) is the prior and p(x|z) does not depend on z, every importance weight is p(x): the estimate is exact."""
+    model = tiny_vae(likelihood)
+    with torch.no_grad():
+        for head in (model.to_latent, model.to_logvar):  # q(z|x) = N(0, I)
+            head.weight.zero_()
+            head.bias.zero_()
+        model.decoder[0].weight.zero_()  # the decoder's hidden layer sees only its bias
+    images = tiny_images(8)
+    pixels = images.float().div(255).flatten(1)
+    logits = model.decoder(torch.zeros(1, 2)).expand(8, -1)  # the same for every z
+    if likelihood == "bernoulli":
+        exact = F.binary_cross_entropy_with_logits(logits, pixels, reduction="none").sum(1)
+    else:  # N(x; sigmoid(logits), 1/2) per pixel
+        exact = (torch.sigmoid(logits) - pixels).square().sum(1) + 0.5 * 784 * math.log(math.pi)
+    torch.manual_seed(0)
+    bound = importance_weighted_nll(model, images, 50, samples_per_chunk)
+    assert bound == pytest.approx(exact.mean().item(), rel=1e-5)
+
+
+def test_knn_accuracy_on_separated_clusters_and_on_random_labels():
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.randn(10, 8, generator=generator) * 20
+
+    def clusters(count):
+        labels = torch.arange(count) % 10
+        return centres[labels] + torch.randn(count, 8, generator=generator), labels
+
+    (train_codes, train_labels), (test_codes, test_labels) = clusters(3000), clusters(1000)
+    assert knn_accuracy(train_codes, train_labels, test_codes, test_labels) == 1.0
+    shuffled = train_labels[torch.randperm(len(train_labels), generator=generator)]
+    chance = knn_accuracy(train_codes, shuffled, test_codes, test_labels)
+    assert 0.05 < chance < 0.15  # ten classes: about 0.1
+
+
+def test_active_units_counts_dims_whose_means_vary():
+    codes = torch.cat([torch.randn(1000, 3), torch.randn(1000, 2) * 0.05], 1)  # variances 1, 1, 1, 0.0025, 0.0025
+    assert active_units(codes) == 3
+
+
+@pytest.mark.parametrize("latent_dims", [1, 2, 8])
+@pytest.mark.parametrize("is_vae", [False, True])
+def test_latent_plots_for_any_latent_size(tmp_path, latent_dims, is_vae):
+    """1 latent dim is drawn against the class, 2 as they are, more on their 2 principal components."""
+    from PIL import Image
+
+    from model import AutoEncoder
+    from test import latent_plane, plot_latent_space, plot_manifold
+
+    torch.manual_seed(0)
+    model = (VariationalAutoEncoder if is_vae else AutoEncoder)(latent_dims=latent_dims, hidden_dims=16)
+    images, labels = tiny_images(50), torch.arange(50) % 10
+    codes = model.encode(images.float().div(255)).detach()
+    origin, basis, axis_names = latent_plane(codes)
+    assert basis.shape == (latent_dims, min(2, latent_dims)) and len(axis_names) == min(2, latent_dims)
+    assert torch.allclose(basis.T @ basis, torch.eye(min(2, latent_dims)), atol=1e-5)  # orthonormal axes
+    plot_latent_space(codes, labels, [str(label) for label in range(10)], "title", tmp_path / "latent.png")
+    plot_manifold(model, codes, is_vae, "title", tmp_path / "manifold.png", size=6)
+    for name in ("latent.png", "manifold.png"):
+        with Image.open(tmp_path / name) as image:
+            image.load()
