@@ -45,7 +45,11 @@ def load_checkpoint(cfg, name, overrides, device):
         model = model_class(**checkpoint["model_args"])
         model.load_state_dict(checkpoint["weights"])
         cfg = config.merge(checkpoint["config"], overrides)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as error:
+        # torch names the class a crafted pickle asks for "Unsupported global"; anything else is a damaged file.
+        if "Unsupported global" not in str(error):
+            raise UserError(f"{path} is not a usable checkpoint of this project (damaged or not a checkpoint); "
+                            "retrain with train.py") from None
         raise UserError(
             f"{path} was refused: it holds Python objects other than tensors and plain data, which could run code "
             "when loaded; only load checkpoints written by train.py"
@@ -207,7 +211,7 @@ def plot_latent_space(codes, labels, classes, title, path):
     cmap = plt.get_cmap("tab10")
     for index, name in enumerate(classes):
         chosen = labels == index
-        ax.scatter(coords[chosen, 0], y[chosen], s=2, alpha=0.6, color=cmap(index), label=name, rasterized=True)
+        ax.scatter(coords[chosen, 0].numpy(), y[chosen].numpy(), s=2, alpha=0.6, color=cmap(index), label=name, rasterized=True)
     ax.legend(markerscale=6, fontsize=8, loc="best", title="class")
     ax.set_xlabel(axis_names[0])
     ax.set_ylabel(axis_names[1] if coords.shape[1] > 1 else "class")
@@ -239,7 +243,7 @@ def plot_manifold(model, codes, is_vae, title, path, size=MANIFOLD_SIZE):
     images = model.decode(origin + plane @ basis.T)  # (rows * size, 1, 28, 28)
     grid = make_grid(images.cpu(), nrow=size, padding=0)  # (3, rows * 28, size * 28)
     fig, ax = plt.subplots(figsize=(9, 9 * len(y_values) / size + 1))
-    ax.imshow(grid[0], cmap="gray", extent=(0, size, 0, len(y_values)))
+    ax.imshow(grid[0].numpy(), cmap="gray", extent=(0, size, 0, len(y_values)))
     step = max(1, size // 10)
     ax.set_xticks([i + 0.5 for i in range(0, size, step)], [f"{x_values[i]:.2f}" for i in range(0, size, step)])
     ax.set_yticks(
