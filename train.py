@@ -34,6 +34,11 @@ def train_epoch(model, optimizer, images, batch_size, progress, bf16=False):
     return total / len(images)
 
 
+def make_optimizer(model, learning_rate, device):
+    # Adam's fused kernel updates all parameters in one pass (faster); it agrees with the loop version to rounding.
+    return torch.optim.Adam(model.parameters(), lr=learning_rate, fused=device.type in ("cuda", "cpu"))
+
+
 def rng_state(device):
     state = {"cpu": torch.get_rng_state()}
     if device.type == "cuda":
@@ -86,8 +91,7 @@ def fit(name, cfg, overrides, dataset, device):
         model, optimizer_state, rng, history, cfg = resume_from(cfg, name, overrides, device)
     else:
         model, optimizer_state, rng, history = build(name, cfg).to(device), None, None, []
-    # Adam's fused kernel updates all parameters in one pass (faster); it agrees with the loop version to rounding.
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, fused=device.type in ("cuda", "cpu"))
+    optimizer = make_optimizer(model, cfg.learning_rate, device)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
         for group in optimizer.param_groups:

@@ -17,7 +17,7 @@ import config
 import data
 from model import PIXELS, build
 from test import EVAL_BATCH_SIZE, evaluate
-from train import train_epoch
+from train import make_optimizer, train_epoch
 
 SCALE_BATCH_SIZES = (128, 512, 2048)
 SCALE_LATENT_DIMS = (2, 64)
@@ -49,7 +49,7 @@ def project_loop(cfg, dataset, device, batch_size, latent_dims):
     torch.manual_seed(cfg.seed)
     cfg = config.merge(vars(cfg), {"latent_dims": latent_dims})
     model = build("vae", cfg).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, fused=True)
+    optimizer = make_optimizer(model, cfg.learning_rate, device)
     quiet = tqdm(disable=True)
     train_epoch(model, optimizer, dataset.train_images[: 20 * batch_size], batch_size, quiet)  # warm-up
     evaluate(model, dataset.test_images[:EVAL_BATCH_SIZE])  # warm-up
@@ -61,7 +61,7 @@ def dataloader_loop(cfg, device, batch_size):
     """(b): (train epoch, evaluation) of the same model fed the way most tutorials feed it."""
     torch.manual_seed(cfg.seed)
     model = build("vae", cfg).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)  # the usual, unfused Adam
     dataset_class = data.DATASET_CLASSES[cfg.dataset]
     splits = {train: dataset_class(cfg.data_root, train=train, transform=transforms.ToTensor()) for train in (True, False)}
 
