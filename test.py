@@ -20,7 +20,7 @@ from torchvision.utils import make_grid, save_image
 import config
 import data
 from config import UserError
-from model import MODEL_CLASSES, PIXELS, log_likelihood, nll_constant
+from model import MODEL_CLASSES, PIXELS, binary_cross_entropy, log_likelihood, nll_constant, squared_error
 
 EVAL_BATCH_SIZE = 2000  # large: evaluation keeps no activations for a backward pass
 MANIFOLD_SIZE = 20  # the decoded manifold is a MANIFOLD_SIZE x MANIFOLD_SIZE grid
@@ -86,16 +86,15 @@ def encode_all(model, images, batch_size=EVAL_BATCH_SIZE):
 
 
 @torch.inference_mode()
-def reconstruction_errors(model, images, batch_size=EVAL_BATCH_SIZE):
-    """(MSE per pixel, binary cross-entropy in nats per image) of decode(encode(x)), averaged over images.
+def reconstruction_errors(model, codes, images, batch_size=EVAL_BATCH_SIZE):
+    """(MSE per pixel, binary cross-entropy in nats per image) of the images decoded from their codes.
 
-    The VAE reconstructs from its posterior mean, so these are deterministic for both models.
+    With codes from encode_all (the VAE's posterior means) these are deterministic for both models.
     """
     totals = torch.zeros(2, device=images.device)
-    for x in data.batches(images, batch_size, shuffle=False):
-        logits, x = model.decoder(model.encode(x)), x.flatten(1)  # (B, 784) each
-        totals += torch.stack([F.mse_loss(torch.sigmoid(logits), x, reduction="sum") / PIXELS,
-                               F.binary_cross_entropy_with_logits(logits, x, reduction="sum")])
+    for start, x in zip(range(0, len(images), batch_size), data.batches(images, batch_size, shuffle=False)):
+        logits, x = model.decoder(codes[start : start + batch_size]), x.flatten(1)  # (B, 784) each
+        totals += torch.stack([squared_error(logits, x).sum() / PIXELS, binary_cross_entropy(logits, x).sum()])
     mse, bce = (totals / len(images)).tolist()
     return mse, bce
 
@@ -149,9 +148,9 @@ def measure(model, name, dataset, cfg):
     started = time.perf_counter()
     loss = evaluate(model, dataset.test_images)
     seconds = time.perf_counter() - started
-    mse, bce = reconstruction_errors(model, dataset.test_images)
     train_codes = encode_all(model, dataset.train_images)
     test_codes = encode_all(model, dataset.test_images)
+    mse, bce = reconstruction_errors(model, test_codes, dataset.test_images)
     metrics = {
         "model": name, "dataset": cfg.dataset, "likelihood": model.likelihood, "beta": model.beta,
         "latent_dims": model.latent_dims, "test_loss": loss["loss"], "mse_per_pixel": mse, "bce_nats": bce,
