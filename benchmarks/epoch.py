@@ -6,6 +6,7 @@
 
     python -m benchmarks.epoch --dataset fashion-mnist            # add --device cuda on a GPU machine
 """
+import statistics
 import time
 
 import torch
@@ -21,27 +22,34 @@ from train import make_optimizer, train_epoch
 
 SCALE_BATCH_SIZES = (128, 512, 2048)
 SCALE_LATENT_DIMS = (2, 64)
-REPEATS = 3  # the headline figures are the best of this many epochs
+REPEATS = 5  # the headline figures are the best of this many epochs
 SCALE_REPEATS = 2  # and each cell of the scaling table the best of this many
 
 
-def best_times(device, works, repeats=1):
-    """The fewest seconds each of `works` takes over `repeats` rounds, waiting for the device each time.
+def timed_rounds(device, works, repeats):
+    """Seconds each of `works` takes, in `repeats` rounds: one row per round, one figure per work.
 
-    The works take turns within a round, so a slow spell of a shared machine hits them alike;
-    the minimum is the figure least disturbed by other processes, which only ever add time.
+    The works take turns within a round, so a slow spell of a shared machine hits neighbours alike.
     """
-    best = [float("inf")] * len(works)
+    rounds = []
     for _ in range(repeats):
-        for index, work in enumerate(works):
+        seconds = []
+        for work in works:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             started = time.perf_counter()
             work()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            best[index] = min(best[index], time.perf_counter() - started)
-    return best
+            seconds.append(time.perf_counter() - started)
+        rounds.append(seconds)
+    return rounds
+
+
+def best_times(device, works, repeats=1):
+    """The fewest seconds each of `works` takes over `repeats` rounds: the figure least disturbed by other
+    processes, which only ever add time."""
+    return [min(column) for column in zip(*timed_rounds(device, works, repeats))]
 
 
 def project_loop(cfg, dataset, device, batch_size, latent_dims):
@@ -134,15 +142,20 @@ def main():
 
     project = project_loop(cfg, dataset, device, cfg.batch_size, cfg.latent_dims)
     floor = gemm_floor(cfg, device, count, cfg.batch_size, cfg.latent_dims)
-    a_train, c_train, a_test = best_times(device, [project[0], floor, project[1]], REPEATS)
+    rounds = timed_rounds(device, [project[0], floor, project[1]], REPEATS)
+    a_train, c_train, a_test = (min(column) for column in zip(*rounds))
+    # On a shared machine the floor itself moves by 20% between spells; (a) against the (c) run right beside it
+    # moves far less, so the ratio is the median of the rounds' own ratios.
+    ratios = [a / c for a, c, _ in rounds]
     b_train, b_test = best_times(device, dataloader_loop(cfg, device, cfg.batch_size))  # once: it is slow
     print(f"\n{'':34}{'train s/epoch':>14}{'samples/s':>12}{'test s':>9}")
     for label, train, test in [("(a) this project", a_train, a_test), ("(b) DataLoader(ToTensor())", b_train, b_test),
                                ("(c) matrix-multiply floor", c_train, None)]:
         test_text = f"{test:9.3f}" if test is not None else f"{'-':>9}"
         print(f"{label:34}{train:14.3f}{count / train:12,.0f}{test_text}")
-    print(f"\na/b = {a_train / b_train:.3f} (train), {a_test / b_test:.3f} (test)   a/c = {a_train / c_train:.2f}"
-          f"   b/a = {b_train / a_train:.1f}x")
+    print(f"\na/b = {a_train / b_train:.3f} (train), {a_test / b_test:.3f} (test)   b/a = {b_train / a_train:.1f}x")
+    print(f"a/c = {statistics.median(ratios):.3f} (median of {REPEATS} rounds of (a) beside (c); "
+          f"{min(ratios):.3f} to {max(ratios):.3f})")
     # What `python train.py` does per model: 5 epochs, each followed by a pass over the test set.
     a_run, b_run = 5 * (a_train + a_test), 5 * (b_train + b_test)
     print(f"5 epochs, each with a test pass: (a) {a_run:.1f} s, (b) {b_run:.1f} s, a/b = {a_run / b_run:.2f}")
