@@ -46,13 +46,16 @@ def data_root(tmp_path):
     return root
 
 
-def run_script(script, *args, cwd):
-    """Run one of the project's scripts on the CPU; returns the CompletedProcess (never raises on failure)."""
+def run_python(*argv, cwd):
+    """Run this Python with `argv`, no GPU visible; returns the CompletedProcess (never raises on failure)."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run(
-        [sys.executable, str(ROOT / script), "--device", "cpu", *map(str, args)],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
-    )
+    return subprocess.run([sys.executable, *map(str, argv)], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def run_script(script, *args, cwd):
+    """Run one of the project's scripts on the CPU."""
+    return run_python(ROOT / script, "--device", "cpu", *args, cwd=cwd)
 
 
 def assert_clean_failure(result, *phrases):
