@@ -93,6 +93,11 @@ def _download(name, dataset_class, root, raw_folder):
         raise UserError(f"{name} is not in {raw_folder} and could not be downloaded: {'; '.join(ways_out)}") from None
 
 
+def to_float(images):
+    """uint8 images -> float32 in [0, 1] on their device; one kernel, bit-identical to float() / 255."""
+    return torch.div(images, 255)
+
+
 def batches(images, batch_size, shuffle):
     """Float image batches (B, 28, 28) in [0, 1], converted on the images' device one batch at a time."""
     count = len(images)
@@ -102,5 +107,5 @@ def batches(images, batch_size, shuffle):
             chunk = images.index_select(0, order[start : start + batch_size])
         else:
             chunk = images[start : start + batch_size]
-        yield torch.div(chunk, 255)  # uint8 -> float32 and / 255 in one kernel, bit-identical to float() / 255
+        yield to_float(chunk)
 

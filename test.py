@@ -268,7 +268,7 @@ def gallery_indices(labels, per_class=GALLERY_PER_CLASS):
 
 @torch.inference_mode()
 def plot_reconstructions(model, images, labels, path):
-    chosen = images[gallery_indices(labels)].float().div(255)[:, None]  # (N, 1, 28, 28)
+    chosen = data.to_float(images[gallery_indices(labels)])[:, None]  # (N, 1, 28, 28)
     save_grid(torch.cat([chosen, model.decode(model.encode(chosen))]), path, nrow=len(chosen))
 
 

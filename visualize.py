@@ -32,7 +32,7 @@ def first_of_class(images, labels, label):
 @torch.inference_mode()
 def interpolate(model, start_image, end_image, steps=STEPS):
     """Images (steps, 1, 28, 28) decoded from codes evenly spaced between the two images' codes."""
-    z_start, z_end = model.encode(torch.cat([start_image, end_image]).float().div(255))  # (latent,) each
+    z_start, z_end = model.encode(data.to_float(torch.cat([start_image, end_image])))  # (latent,) each
     weights = torch.linspace(0, 1, steps, device=z_start.device)[:, None]  # (steps, 1)
     return model.decode((1 - weights) * z_start + weights * z_end)
 

@@ -16,6 +16,13 @@ def test_loads_both_splits_through_torchvision(data_root):
     assert dataset.train_images[3, 6:14, 4:24].eq(255).all()  # class 3's bar, as written
 
 
+def test_to_float_is_bit_identical_to_float_over_255_for_every_pixel_value():
+    pixels = torch.arange(256, dtype=torch.uint8)
+    converted = data.to_float(pixels)
+    assert converted.dtype == torch.float32
+    assert torch.equal(converted, pixels.float() / 255)  # the conversion the loss history was recorded with
+
+
 def test_batches_cover_every_image_once_including_the_last_partial_batch(data_root):
     images = data.load("mnist", data_root, torch.device("cpu")).train_images
     torch.manual_seed(0)
