@@ -15,5 +15,6 @@ def test_benchmark_prints_the_three_loops_the_ratios_and_the_scale_table(data_ro
     assert ratios, out
     a_over_c, low, high = (float(value) for value in ratios.groups()[1:])
     assert 0 < low <= a_over_c <= high
+    assert re.search(rf"fixed cost per step, .*: {number} ms .*; x \d+ steps = {number} s", out), out
     table = re.findall(rf"^\s+(128|512|2048)\s+{number} \({number}\)\s+{number} \({number}\)$", out, re.MULTILINE)
     assert [row[0] for row in table] == ["128", "512", "2048"], out
