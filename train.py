@@ -26,7 +26,7 @@ def train_epoch(model, optimizer, images, batch_size, progress, bf16=False):
     for x in data.batches(images, batch_size, shuffle=True):  # x: (B, 28, 28)
         with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
             loss, _, _ = model(x)
-        model.zero_grad()  # grads to None, as optimizer.zero_grad() does, with less Python per step (0.11 vs 0.17 ms)
+        model.zero_grad()  # grads to None, as optimizer.zero_grad() does, with less Python per step
         loss.backward()
         optimizer.step()
         total += loss.detach() * len(x)
