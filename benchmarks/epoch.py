@@ -53,10 +53,10 @@ def best_times(device, works, repeats=1):
     return [min(column) for column in zip(*timed_rounds(device, works, repeats))]
 
 
-def project_loop(cfg, dataset, device, batch_size, latent_dims, hidden_dims=None, train_count=None):
+def project_loop(cfg, dataset, device, batch_size, latent_dims, train_count=None):
     """(a): (train epoch, evaluation) as train.py and test.py run them, warmed up and ready to time."""
     torch.manual_seed(cfg.seed)
-    cfg = config.merge(vars(cfg), {"latent_dims": latent_dims, "hidden_dims": hidden_dims or cfg.hidden_dims})
+    cfg = config.merge(vars(cfg), {"latent_dims": latent_dims})
     model = build("vae", cfg).to(device)
     optimizer = make_optimizer(model, cfg.learning_rate, device)
     quiet = tqdm(disable=True)
@@ -72,8 +72,8 @@ def seconds_per_step_fixed(cfg, dataset, device, steps=500):
     its loop timed on a network 8 wide with batches of 4, where the arithmetic is next to nothing."""
     batch_size = 4
     train_count = min(steps * batch_size, len(dataset.train_images))
-    train_work, _ = project_loop(cfg, dataset, device, batch_size, cfg.latent_dims, hidden_dims=8,
-                                 train_count=train_count)
+    tiny = config.merge(vars(cfg), {"hidden_dims": 8})
+    train_work, _ = project_loop(tiny, dataset, device, batch_size, cfg.latent_dims, train_count)
     (seconds,) = best_times(device, [train_work], repeats=3)
     return seconds / math.ceil(train_count / batch_size)
 
