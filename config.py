@@ -2,68 +2,59 @@
 
 Override any value from the command line, e.g.
     python train.py --epochs 10 --latent-dims 8 --dataset fashion-mnist
-The comment beside each default is its --help text.
+Each default is written `name: "its --help text" = value`: the annotation is the help, so the two never drift apart.
 """
 import argparse
-import contextlib
-import os
-import re
+import inspect
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
+from cli import UserError
+
 # run
-model = "both"  # which model to train/evaluate: ae | vae | both
-dataset = "mnist"  # mnist | fashion-mnist
-device = "auto"  # auto (cuda, else mps, else cpu) | cpu | cuda | cuda:1 | mps
-seed = 1337  # seeds weights, shuffling and sampling; CPU runs repeat exactly
+model: "which model to train/evaluate: ae | vae | both" = "both"
+dataset: "mnist | fashion-mnist" = "mnist"
+device: "auto (cuda, else mps, else cpu) | cpu | cuda | cuda:1 | mps" = "auto"
+seed: "seeds weights, shuffling and sampling; CPU runs repeat exactly" = 1337
 # optimisation
-epochs = 5  # total epochs; with --resume, the epoch count to reach
-batch_size = 512  # training mini-batch size
-learning_rate = 3e-4  # Adam learning rate
-resume = False  # continue training from the checkpoint for more epochs
-compile = False  # torch.compile the model (faster on GPU after a warm-up; numbers may differ slightly)
-bf16 = False  # bfloat16 autocast on CUDA (faster, changes numbers)
+epochs: "total epochs; with --resume, the epoch count to reach" = 5
+batch_size: "training mini-batch size" = 512
+learning_rate: "Adam learning rate" = 3e-4
+resume: "continue training from the checkpoint for more epochs" = False
+compile: "torch.compile the model (faster on GPU after a warm-up; numbers may differ slightly)" = False
+bf16: "bfloat16 autocast on CUDA (faster, changes numbers)" = False
 # model and objective
-latent_dims = 2  # size of the latent code z
-hidden_dims = 512  # width of the single hidden layer of encoder and decoder
-likelihood = "gaussian"  # gaussian (per-pixel MSE, the reference objective) | bernoulli (binary cross-entropy)
-beta = 1.0  # weight on the KL term; 1 is the ELBO
+latent_dims: "size of the latent code z" = 2
+hidden_dims: "width of the single hidden layer of encoder and decoder" = 512
+likelihood: "gaussian (per-pixel MSE, the reference objective) | bernoulli (binary cross-entropy)" = "gaussian"
+beta: "weight on the KL term; 1 is the ELBO" = 1.0
 # evaluation
-iw_samples = 1000  # importance samples per image for the VAE's -log p(x) bound (Burda et al. 2015)
-start = 0  # visualize.py: class of the first image of the interpolation
-end = 9  # visualize.py: class of the last image of the interpolation
+iw_samples: "importance samples per image for the VAE's -log p(x) bound (Burda et al. 2015)" = 1000
+start: "visualize.py: class of the first image of the interpolation" = 0
+end: "visualize.py: class of the last image of the interpolation" = 9
 # where things live
-data_root = "data"  # datasets are read from (and downloaded to) here
-ckpt_dir = "ckpts"  # checkpoints: <ckpt_dir>/<dataset>_<model>.pt
-plot_dir = "plots"  # figures, GIFs and metrics: <plot_dir>/<dataset>_<model>_*.png
+data_root: "datasets are read from (and downloaded to) here" = "data"
+ckpt_dir: "checkpoints: <ckpt_dir>/<dataset>_<model>.pt" = "ckpts"
+plot_dir: "figures, GIFs and metrics: <plot_dir>/<dataset>_<model>_*.png" = "plots"
 
 MODELS = ("ae", "vae")
 DATASETS = ("mnist", "fashion-mnist")
 LIKELIHOODS = ("gaussian", "bernoulli")
 # Settings of the machine a script runs on, not of the trained model: never taken from a checkpoint.
 RUNTIME_KEYS = ("device", "data_root", "ckpt_dir", "plot_dir")
-# What defines a model's weights: a resumed run may not change these.
-ARCHITECTURE_KEYS = ("dataset", "latent_dims", "hidden_dims", "likelihood", "beta")
 
 _CHOICES = {"model": MODELS + ("both",), "dataset": DATASETS, "likelihood": LIKELIHOODS}
 _POSITIVE = ("epochs", "batch_size", "learning_rate", "latent_dims", "hidden_dims", "iw_samples")
 
 
-class UserError(Exception):
-    """Something the user can fix; scripts print it as one line and exit non-zero."""
+def help_texts():
+    """Every default's name -> its --help text, in the order they are written."""
+    return inspect.get_annotations(sys.modules[__name__])
 
 
 def defaults():
     """All defaults of this module as a dict, in the order they are written."""
-    source = Path(__file__).read_text()
-    names = re.findall(r"^([a-z_0-9]+) = ", source, flags=re.MULTILINE)
-    return {name: globals()[name] for name in names}
-
-
-def _help_texts():
-    source = Path(__file__).read_text()
-    return dict(re.findall(r"^([a-z_0-9]+) = .*?  # (.*)$", source, flags=re.MULTILINE))
+    return {name: globals()[name] for name in help_texts()}
 
 
 def _parse_bool(text):
@@ -86,13 +77,13 @@ def parse(keys, argv=None, description=None):
     Returns (cfg, overrides): cfg holds every default with the overrides applied;
     overrides holds only what the user typed, so a script can lay it over a checkpoint's config.
     """
-    values, help_texts = defaults(), _help_texts()
+    values, help_text = defaults(), help_texts()
     parser = _Parser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     for key in keys:
         default = values[key]
         flag = "--" + key.replace("_", "-")
         # SUPPRESS keeps untyped flags out of the namespace, so overrides holds only what was typed.
-        common = dict(dest=key, default=argparse.SUPPRESS, help=f"{help_texts.get(key, '')} (default: {default})")
+        common = dict(dest=key, default=argparse.SUPPRESS, help=f"{help_text[key]} (default: {default})")
         if isinstance(default, bool):
             parser.add_argument(flag, nargs="?", const=True, type=_parse_bool, **common)
         else:
@@ -122,61 +113,6 @@ def merge(stored, overrides):
     return SimpleNamespace(**{**base, **kept, **overrides})
 
 
-def resolve_device(name):
-    import torch
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device {name!r}: use auto, cpu, cuda or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError(f"--device {name}: MPS is not available on this machine; use --device cpu")
-    return device
-
-
 def models(choice):
+    """The model names a --model value stands for: 'both' is ae then vae."""
     return MODELS if choice == "both" else (choice,)
-
-
-def checkpoint_path(cfg, model_name):
-    return Path(cfg.ckpt_dir) / f"{cfg.dataset}_{model_name}.pt"
-
-
-def output_path(cfg, model_name, what):
-    """Where a figure, GIF or metrics file of one model goes, e.g. plots/mnist_vae_latent_space.png."""
-    return Path(cfg.plot_dir) / f"{cfg.dataset}_{model_name}_{what}"
-
-
-@contextlib.contextmanager
-def atomic_path(path):
-    """Yield a temporary path beside `path`; it replaces `path` only if the block finishes.
-
-    An interrupted or failed write therefore never leaves a half-written file, and the old one survives.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The temporary keeps the suffix: matplotlib and imageio pick the format from it.
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def run(main):
-    """Run a script's main(): what the user can fix is one line on stderr and a non-zero exit."""
-    try:
-        main()
-    except UserError as error:
-        sys.exit(f"error: {error}")
-    except KeyboardInterrupt:
-        sys.exit("interrupted: nothing was written for the unfinished work; earlier files are intact")

@@ -14,7 +14,7 @@ import torch
 from torchvision import datasets
 from torchvision.datasets.utils import extract_archive
 
-from config import UserError
+from cli import UserError
 
 DATASET_CLASSES = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}
 # Debian's package dataset-fashion-mnist installs the four IDX .gz files here: the offline way in.
@@ -104,7 +104,7 @@ def batches(images, batch_size, shuffle):
     count = len(images)
     order = torch.randperm(count, device=images.device) if shuffle else None
     for start in range(0, count, batch_size):
-        if shuffle:  # index_select copies whole rows; images[order] gathers byte by byte, ~7x slower on CPU
+        if shuffle:  # index_select copies whole rows, where images[order] gathers byte by byte
             chunk = images.index_select(0, order[start : start + batch_size])
         else:
             chunk = images[start : start + batch_size]

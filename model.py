@@ -5,6 +5,7 @@ with a sigmoid. The objective per image is (recon + beta * KL) / 784, averaged o
 default Gaussian likelihood and beta = 1 the loss is the per-pixel MSE plus the KL weighted per pixel,
 and loss numbers compare with published runs of this design.
 """
+import inspect
 import math
 
 import torch
@@ -20,17 +21,23 @@ class AutoEncoder(nn.Module):
         self.latent_dims, self.likelihood, self.beta = latent_dims, likelihood, beta
         self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(PIXELS, hidden_dims), nn.ReLU())
         self.to_latent = nn.Linear(hidden_dims, latent_dims)  # the VAE's posterior mean
-        # The decoder ends in logits; decode() applies the sigmoid, and the Bernoulli loss reads the
-        # logits directly because binary_cross_entropy_with_logits is stable where log(sigmoid) is not.
         self.decoder = nn.Sequential(nn.Linear(latent_dims, hidden_dims), nn.ReLU(), nn.Linear(hidden_dims, PIXELS))
 
     def encode(self, x):
         """Images (B, 1, 28, 28) in [0, 1] -> codes (B, latent); the VAE returns its posterior mean."""
         return self.to_latent(self.encoder(x))
 
+    def decode_logits(self, z):
+        """Codes (..., latent) -> pixel logits (..., 784), before the sigmoid.
+
+        The losses read logits, not decode()'s images: binary_cross_entropy_with_logits is stable where
+        log(sigmoid) is not.
+        """
+        return self.decoder(z)
+
     def decode(self, z):
         """Codes (N, latent) -> images (N, 1, 28, 28) in [0, 1]."""
-        return torch.sigmoid(self.decoder(z)).view(-1, 1, 28, 28)
+        return torch.sigmoid(self.decode_logits(z)).view(-1, 1, 28, 28)
 
     def sample_latent(self, x):
         """The code the loss decodes and its KL per image; an AE's code is deterministic and costs no KL."""
@@ -50,15 +57,15 @@ class AutoEncoder(nn.Module):
     def forward(self, x):
         """Returns (loss, recon, kl): the scalar objective and its parts per image, (B,) each, in nats."""
         z, kl = self.sample_latent(x)  # (B, latent), (B,)
-        recon = self.reconstruction_loss(self.decoder(z), x)  # (B,)
+        recon = self.reconstruction_loss(self.decode_logits(z), x)  # (B,)
         loss = (recon + self.beta * kl).mean() / PIXELS
         return loss, recon, kl
 
 
 class VariationalAutoEncoder(AutoEncoder):
-    def __init__(self, latent_dims=2, hidden_dims=512, likelihood="gaussian", beta=1.0):
-        super().__init__(latent_dims, hidden_dims, likelihood, beta)
-        self.to_logvar = nn.Linear(hidden_dims, latent_dims)
+    def __init__(self, **model_args):  # the AutoEncoder's arguments, MODEL_ARGS
+        super().__init__(**model_args)
+        self.to_logvar = nn.Linear(self.to_latent.in_features, self.latent_dims)
 
     def posterior(self, x):
         """Mean and log-variance of q(z|x) = N(mu, diag(exp(logvar))), (B, latent) each."""
@@ -107,11 +114,13 @@ def log_likelihood(model, logits, x):
 
 
 MODEL_CLASSES = {"ae": AutoEncoder, "vae": VariationalAutoEncoder}
+# The constructor's arguments, named once (in its signature): what a checkpoint stores to rebuild the model.
+MODEL_ARGS = tuple(inspect.signature(AutoEncoder).parameters)
 
 
 def model_args(cfg):
     """The constructor arguments of a model, taken from a config; stored in checkpoints."""
-    return dict(latent_dims=cfg.latent_dims, hidden_dims=cfg.hidden_dims, likelihood=cfg.likelihood, beta=cfg.beta)
+    return {key: getattr(cfg, key) for key in MODEL_ARGS}
 
 
 def build(name, cfg):

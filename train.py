@@ -10,93 +10,30 @@ import time
 import torch
 from tqdm import tqdm
 
+import checkpoints
+import cli
 import config
 import data
-from config import UserError
-from model import build, model_args
-from test import evaluate, load_checkpoint
-
-
-def train_epoch(model, optimizer, images, batch_size, progress, bf16=False):
-    """One pass over `images` in shuffled mini-batches; returns the mean training loss per image (a tensor).
-
-    The loss is summed on the device and read once by the caller: no host sync inside the epoch.
-    """
-    total = torch.zeros((), device=images.device)
-    for x in data.batches(images, batch_size, shuffle=True):  # x: (B, 28, 28)
-        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss, _, _ = model(x)
-        model.zero_grad()  # grads to None, as optimizer.zero_grad() does, with less Python per step
-        loss.backward()
-        optimizer.step()
-        total += loss.detach() * len(x)
-        progress.update()
-    return total / len(images)
-
-
-def make_optimizer(model, learning_rate, device):
-    # Adam's fused kernel updates all parameters in one pass (faster); it agrees with the loop version to rounding.
-    return torch.optim.Adam(model.parameters(), lr=learning_rate, fused=device.type in ("cuda", "cpu"))
-
-
-def rng_state(device):
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state, device):
-    torch.set_rng_state(state["cpu"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def save_checkpoint(path, name, model, optimizer, cfg, history, device):
-    """Everything needed to rebuild the model (test.py) or continue training (--resume), written atomically."""
-    checkpoint = {
-        "model": name,
-        "model_args": model_args(cfg),
-        "config": vars(cfg),
-        "weights": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "rng": rng_state(device),
-        "history": history,
-    }
-    with config.atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
-
-
-def resume_from(cfg, name, overrides, device):
-    """(model, optimizer state, rng state, history, cfg) of an earlier run, refusing changes to its architecture."""
-    path = config.checkpoint_path(cfg, name)
-    model, checkpoint, cfg = load_checkpoint(cfg, name, overrides, device)
-    changed = [
-        f"--{key.replace('_', '-')} {overrides[key]} (checkpoint: {checkpoint['config'][key]})"
-        for key in config.ARCHITECTURE_KEYS
-        if key in overrides and overrides[key] != checkpoint["config"].get(key)
-    ]
-    if changed:
-        raise UserError(f"--resume cannot change the model of {path}: {', '.join(changed)}; train afresh without --resume")
-    history = checkpoint["history"]
-    if len(history) >= cfg.epochs:
-        raise UserError(f"{path} is already trained for {len(history)} epochs; pass --epochs N with N > {len(history)}")
-    return model, checkpoint["optimizer"], checkpoint["rng"], history, cfg
+from cli import UserError
+from loop import make_optimizer, train_epoch
+from metrics import evaluate
+from model import build
 
 
 def fit(name, cfg, overrides, dataset, device):
-    path = config.checkpoint_path(cfg, name)
+    path = checkpoints.path(cfg, name)
     torch.manual_seed(cfg.seed)  # the same weights and batches whichever other models run beside this one
     if cfg.resume:
-        model, optimizer_state, rng, history, cfg = resume_from(cfg, name, overrides, device)
+        model, checkpoint, cfg = checkpoints.resume(cfg, name, overrides, device)
+        history = checkpoint["history"]
     else:
-        model, optimizer_state, rng, history = build(name, cfg).to(device), None, None, []
+        model, checkpoint, history = build(name, cfg).to(device), None, []
     optimizer = make_optimizer(model, cfg.learning_rate, device)
-    if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
+    if checkpoint is not None:
+        optimizer.load_state_dict(checkpoint["optimizer"])
         for group in optimizer.param_groups:
             group["lr"] = cfg.learning_rate  # a resumed run may choose a new learning rate
-        set_rng_state(rng, device)
+        checkpoints.set_rng_state(checkpoint["rng"], device)
     step = torch.compile(model) if cfg.compile else model
 
     train_count = len(dataset.train_images)
@@ -122,7 +59,7 @@ def fit(name, cfg, overrides, dataset, device):
                             "test_recon": test["recon"], "test_kl": test["kl"], "seconds": seconds})
             tqdm.write(f"Epoch {epoch}/{cfg.epochs} - Test Loss: {test['loss']:.4f} - Train Loss: {train_loss:.4f}"
                        f" - {seconds:.2f} s, {train_count / seconds:,.0f} samples/s")
-    save_checkpoint(path, name, model, optimizer, cfg, history, device)
+    checkpoints.save(cfg, name, model, optimizer, history)
     print(f"Saved {path}")
 
 
@@ -130,11 +67,11 @@ def main():
     keys = ("model", "dataset", "device", "seed", "epochs", "batch_size", "learning_rate", "resume", "compile",
             "bf16", "latent_dims", "hidden_dims", "likelihood", "beta", "data_root", "ckpt_dir")
     cfg, overrides = config.parse(keys, description=__doc__)
-    device = config.resolve_device(cfg.device)
+    device = cli.resolve_device(cfg.device)
     dataset = data.load(cfg.dataset, cfg.data_root, device)
     for name in config.models(cfg.model):
         fit(name, cfg, overrides, dataset, device)
 
 
 if __name__ == "__main__":
-    config.run(main)
+    cli.run(main)

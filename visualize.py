@@ -10,10 +10,13 @@ import imageio.v3 as iio
 import torch
 import torch.nn.functional as F
 
+import checkpoints
+import cli
 import config
 import data
-from config import UserError
-from test import load_checkpoint, save_grid
+from cli import UserError
+from files import atomic_path
+from plots import output_path, save_grid
 
 STEPS = 100  # decoded points between the two codes; the GIF plays them forward then back
 UPSCALE = 8  # a 28-pixel digit becomes 224 pixels, visible on any screen
@@ -57,26 +60,26 @@ def interpolation_rows(model, images, labels, classes, steps=STILL_STEPS):
 def main():
     keys = ("model", "dataset", "device", "start", "end", "data_root", "ckpt_dir", "plot_dir")
     cfg, overrides = config.parse(keys, description=__doc__)
-    device = config.resolve_device(cfg.device)
+    device = cli.resolve_device(cfg.device)
     names = config.models(cfg.model)
-    loaded = {name: load_checkpoint(cfg, name, overrides, device) for name in names}
+    loaded = {name: checkpoints.load(cfg, name, overrides, device) for name in names}
     dataset = data.load(cfg.dataset, cfg.data_root, device)
     start_image = first_of_class(dataset.test_images, dataset.test_labels, cfg.start)
     end_image = first_of_class(dataset.test_images, dataset.test_labels, cfg.end)
     for name, (model, _, model_cfg) in loaded.items():
         frames = gif_frames(interpolate(model, start_image, end_image))
-        path = config.output_path(model_cfg, name, f"interpolation_{cfg.start}_to_{cfg.end}.gif")
-        with config.atomic_path(path) as tmp:
+        path = output_path(model_cfg, name, f"interpolation_{cfg.start}_to_{cfg.end}.gif")
+        with atomic_path(path) as tmp:
             # loop=0: forever. Pillow stores identical neighbouring frames once, with their durations added.
             iio.imwrite(tmp, frames, duration=FRAME_MS, loop=0)
         seconds = len(frames) * FRAME_MS / 1000
         print(f"{name}: wrote {path} ({len(frames)} frames, {seconds:.1f} s, "
               f"{dataset.classes[cfg.start]} -> {dataset.classes[cfg.end]} and back)")
-        still = config.output_path(model_cfg, name, "interpolations.png")
+        still = output_path(model_cfg, name, "interpolations.png")
         rows = interpolation_rows(model, dataset.test_images, dataset.test_labels, len(dataset.classes))
         save_grid(rows, still, nrow=STILL_STEPS)
         print(f"{name}: wrote {still} (one row per pair of neighbouring classes)")
 
 
 if __name__ == "__main__":
-    config.run(main)
+    cli.run(main)

@@ -1,0 +1,145 @@
+"""The checkpoint format, in one place: where a checkpoint lives, what it holds, how it is written, read and checked.
+
+A checkpoint is a dict of tensors and plain data, so torch.load(weights_only=True) reads it and it cannot run code:
+    model       "ae" | "vae"
+    model_args  the constructor's arguments (model.MODEL_ARGS): the model is rebuilt from the file alone
+    config      the run's full config
+    weights     the model's state_dict
+    optimizer   Adam's state_dict            } what --resume needs to continue
+    rng         the random-number state      } exactly where the run stopped
+    history     one dict per epoch: epoch, train_loss, test_loss, test_recon, test_kl, seconds
+"""
+from pathlib import Path
+
+import torch
+
+import config
+from cli import UserError
+from files import atomic_path
+from model import MODEL_ARGS, MODEL_CLASSES, model_args
+
+# What the weights were trained for: a resumed run may not change these.
+FIXED_ON_RESUME = ("dataset", *MODEL_ARGS)
+# What every caller needs; load(needs=...) adds what one caller needs beyond these.
+REQUIRED = ("model", "model_args", "config", "weights")
+
+
+def path(cfg, name):
+    return Path(cfg.ckpt_dir) / f"{cfg.dataset}_{name}.pt"
+
+
+def save(cfg, name, model, optimizer, history):
+    """Everything needed to rebuild the model (test.py) or continue training (--resume), written atomically."""
+    device = next(model.parameters()).device
+    rng = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    checkpoint = {"model": name, "model_args": model_args(cfg), "config": vars(cfg), "weights": model.state_dict(),
+                  "optimizer": optimizer.state_dict(), "rng": rng, "history": history}
+    with atomic_path(path(cfg, name)) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def set_rng_state(rng, device):
+    """Restore the random state save() stored, so a resumed run draws what the uninterrupted one would have."""
+    torch.set_rng_state(rng["cpu"])
+    if device.type == "cuda" and "cuda" in rng:
+        torch.cuda.set_rng_state(rng["cuda"], device)
+
+
+def load(cfg, name, overrides, device, needs=()):
+    """(model on device, checkpoint dict, config) of model `name`, rebuilt from what its checkpoint stores.
+
+    The config is the stored one under today's overrides, with the stored model_args over both; `needs` names the
+    parts beyond REQUIRED that the caller reads (e.g. "history"). Anything unusable is a one-line UserError.
+    """
+    file = path(cfg, name)
+    if not file.is_file():
+        raise UserError(f"no checkpoint at {file}: run `python train.py --model {name} --dataset {cfg.dataset}` first")
+    checkpoint = _read(file)
+    _refuse(file, _problem(checkpoint, name, REQUIRED + tuple(needs)))
+    model = MODEL_CLASSES[name](**checkpoint["model_args"])
+    _refuse(file, _mismatch(model.state_dict(), checkpoint["weights"]))
+    model.load_state_dict(checkpoint["weights"])
+    cfg = config.merge({**checkpoint["config"], **checkpoint["model_args"]}, overrides)
+    return model.to(device), checkpoint, cfg
+
+
+def resume(cfg, name, overrides, device):
+    """load() for --resume: refuses a change to what the weights were trained for, or nothing left to train."""
+    model, checkpoint, cfg = load(cfg, name, overrides, device, needs=("optimizer", "rng", "history"))
+    stored = {**checkpoint["config"], **checkpoint["model_args"]}
+    changed = [f"--{key.replace('_', '-')} {overrides[key]} (checkpoint: {stored.get(key)})"
+               for key in FIXED_ON_RESUME if key in overrides and overrides[key] != stored.get(key)]
+    file = path(cfg, name)
+    if changed:
+        raise UserError(f"--resume cannot change the model of {file}: {', '.join(changed)}; train afresh without --resume")
+    trained = len(checkpoint["history"])
+    if trained >= cfg.epochs:
+        raise UserError(f"{file} is already trained for {trained} epochs; pass --epochs N with N > {trained}")
+    return model, checkpoint, cfg
+
+
+def _read(file):
+    """The checkpoint dict, read as data only. What it holds is judged from the file, not from torch's wording."""
+    try:
+        # The globals the pickle would call, listed without calling them: tensors and plain data need none.
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(file)
+    except Exception:  # not a file torch.save wrote (or a truncated one): there is no pickle to list
+        unsafe = None
+    if unsafe:
+        raise UserError(f"{file} was refused: it holds Python objects other than tensors and plain data "
+                        f"({', '.join(unsafe[:3])}), which could run code when loaded; only load checkpoints "
+                        "written by train.py")
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception:
+        raise UserError(f"{file} is not a usable checkpoint of this project (damaged, or not a checkpoint); "
+                        "retrain with train.py") from None
+
+
+def _refuse(file, problem):
+    if problem:
+        raise UserError(f"{file} is not a usable checkpoint of this project: {problem}; retrain with train.py")
+
+
+def _problem(checkpoint, name, needs):
+    """What makes a loaded checkpoint unusable as model `name`, in a few words; None if it is usable."""
+    if not isinstance(checkpoint, dict):
+        return f"it holds a {type(checkpoint).__name__}, not a dict"
+    missing = [key for key in needs if key not in checkpoint]
+    if missing:
+        return f"it lacks {', '.join(missing)}"
+    kind, args, weights = checkpoint["model"], checkpoint["model_args"], checkpoint["weights"]
+    if kind not in MODEL_CLASSES:
+        return f"its model is {kind!r}, not one of {', '.join(MODEL_CLASSES)}"
+    if kind != name:
+        return f"it is a checkpoint of the {kind.upper()}, not the {name.upper()}"
+    if not isinstance(args, dict) or set(args) != set(MODEL_ARGS):
+        return f"its model_args are not {', '.join(MODEL_ARGS)}"
+    defaults = config.defaults()
+    wrong_type = [key for key, value in args.items() if type(value) is not type(defaults[key])]
+    if wrong_type:
+        return f"its model_args hold {', '.join(f'{key}={args[key]!r}' for key in wrong_type)}"
+    try:
+        config.validate(args)
+    except UserError as error:
+        return f"its model_args are out of range ({error})"
+    if not isinstance(weights, dict) or not all(isinstance(value, torch.Tensor) for value in weights.values()):
+        return "its weights are not a dict of tensors"
+    if not isinstance(checkpoint["config"], dict) or not isinstance(checkpoint.get("history", []), list):
+        return "its config or history is malformed"
+    return None
+
+
+def _mismatch(expected, weights):
+    """How stored weights differ in names or shapes from the state_dict their model_args build; None if they fit."""
+    expected = {key: tuple(value.shape) for key, value in expected.items()}
+    stored = {key: tuple(value.shape) for key, value in weights.items()}
+    if set(stored) != set(expected):
+        return (f"its weights are for other layers (missing: {', '.join(sorted(set(expected) - set(stored)))}; "
+                f"unexpected: {', '.join(sorted(set(stored) - set(expected)))})")
+    mismatched = [f"{key} is {stored[key]}, not {expected[key]}" for key in expected if stored[key] != expected[key]]
+    if mismatched:
+        return f"size mismatch for its model_args: {'; '.join(mismatched)}"
+    return None

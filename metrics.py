@@ -1,0 +1,116 @@
+"""The numbers test.py reports (and train.py's per-epoch test loss): the loss pass, latent codes, reconstruction
+errors, the importance-weighted bound on -log p(x), active units and k-NN accuracy of the codes."""
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+import data
+from model import PIXELS, binary_cross_entropy, log_likelihood, nll_constant, squared_error
+
+EVAL_BATCH_SIZE = 2000  # large: evaluation keeps no activations for a backward pass
+SAMPLES_PER_CHUNK = 2048  # decoded importance samples at once: few enough that their logits stay in cache
+NEIGHBOURS = 5  # k of the k-nearest-neighbour classifier on latent codes
+ACTIVE_UNIT_THRESHOLD = 0.01  # a latent unit is active if its posterior mean varies more than this (Burda et al.)
+
+
+@torch.inference_mode()
+def evaluate(model, images, batch_size=EVAL_BATCH_SIZE):
+    """Test loss as trained (averaged per image over all of `images`) and its parts, recon and KL, per image."""
+    totals = torch.zeros(3, device=images.device)
+    for x in data.batches(images, batch_size, shuffle=False):
+        loss, recon, kl = model(x)
+        totals += torch.stack([loss * len(x), recon.sum(), kl.sum()])
+    loss, recon, kl = (totals / len(images)).tolist()  # the one host sync of the evaluation
+    return {"loss": loss, "recon": recon, "kl": kl}
+
+
+@torch.inference_mode()
+def encode_all(model, images, batch_size=EVAL_BATCH_SIZE):
+    """Latent codes (N, latent) of all images: the posterior mean for the VAE."""
+    return torch.cat([model.encode(x) for x in data.batches(images, batch_size, shuffle=False)])
+
+
+@torch.inference_mode()
+def reconstruction_errors(model, codes, images, batch_size=EVAL_BATCH_SIZE):
+    """(MSE per pixel, binary cross-entropy in nats per image) of the images decoded from their codes.
+
+    With codes from encode_all (the VAE's posterior means) these are deterministic for both models.
+    """
+    totals = torch.zeros(2, device=images.device)
+    for start, x in zip(range(0, len(images), batch_size), data.batches(images, batch_size, shuffle=False)):
+        logits, x = model.decode_logits(codes[start : start + batch_size]), x.flatten(1)  # (B, 784) each
+        totals += torch.stack([squared_error(logits, x).sum() / PIXELS, binary_cross_entropy(logits, x).sum()])
+    mse, bce = (totals / len(images)).tolist()
+    return mse, bce
+
+
+@torch.inference_mode()
+def importance_weighted_nll(model, images, samples, samples_per_chunk=SAMPLES_PER_CHUNK):
+    """The importance-weighted upper bound on -log p(x) (Burda et al. 2015), in nats, averaged over images.
+
+    log p(x) >= log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x): with k = 1 this is the ELBO,
+    and the bound tightens as k grows. Images and samples are cut into chunks so memory stays bounded.
+    """
+    images_per_chunk = max(1, samples_per_chunk // samples)
+    samples_per_step = min(samples, samples_per_chunk)
+    prior = torch.distributions.Normal(0.0, 1.0)
+    total = torch.zeros((), device=images.device)
+    for x in data.batches(images, images_per_chunk, shuffle=False):
+        mu, logvar = model.posterior(x)  # (B, latent) each
+        posterior = torch.distributions.Normal(mu[:, None], torch.exp(0.5 * logvar)[:, None])  # batch shape (B, 1, latent)
+        pixels = x.flatten(1)[:, None]  # (B, 1, 784)
+        log_weights = []
+        for start in range(0, samples, samples_per_step):
+            z = posterior.sample((min(samples_per_step, samples - start),)).squeeze(2).transpose(0, 1)  # (B, k, latent)
+            logits = model.decode_logits(z)  # (B, k, 784)
+            log_joint = log_likelihood(model, logits, pixels.expand_as(logits)) + prior.log_prob(z).sum(-1)
+            log_weights.append(log_joint - posterior.log_prob(z).sum(-1))  # (B, k)
+        log_weights = torch.cat(log_weights, 1)  # (B, samples)
+        total += (math.log(samples) - torch.logsumexp(log_weights, 1)).sum()
+    return total.item() / len(images)
+
+
+def active_units(codes, threshold=ACTIVE_UNIT_THRESHOLD):
+    """How many latent dims have posterior means that vary across the data: Cov_x(E_q[z_u]) > threshold."""
+    return int((codes.var(0) > threshold).sum())
+
+
+def knn_accuracy(train_codes, train_labels, test_codes, test_labels, k=NEIGHBOURS, chunk=512):
+    """Accuracy of a k-nearest-neighbour vote (Euclidean) from training codes, scored on test codes."""
+    classes = int(max(train_labels.max(), test_labels.max())) + 1
+    correct = torch.zeros((), device=test_codes.device)
+    for start in range(0, len(test_codes), chunk):
+        distances = torch.cdist(test_codes[start : start + chunk], train_codes)  # (chunk, N_train)
+        nearest = train_labels[distances.topk(k, largest=False).indices]  # (chunk, k), nearest first
+        votes = F.one_hot(nearest, classes).sum(1).float()  # (chunk, classes)
+        votes += 0.5 * F.one_hot(nearest[:, 0], classes)  # a tied vote goes to the nearest neighbour's class
+        correct += (votes.argmax(1) == test_labels[start : start + chunk]).sum()
+    return correct.item() / len(test_codes)
+
+
+def measure(model, name, dataset, cfg):
+    """(every metric of one model as a flat dict, the test-set codes): the numbers behind test.py's report and JSON."""
+    started = time.perf_counter()
+    loss = evaluate(model, dataset.test_images)
+    seconds = time.perf_counter() - started
+    train_codes = encode_all(model, dataset.train_images)
+    test_codes = encode_all(model, dataset.test_images)
+    mse, bce = reconstruction_errors(model, test_codes, dataset.test_images)
+    metrics = {
+        "model": name, "dataset": cfg.dataset, "likelihood": model.likelihood, "beta": model.beta,
+        "latent_dims": model.latent_dims, "test_loss": loss["loss"], "mse_per_pixel": mse, "bce_nats": bce,
+        "knn_accuracy": knn_accuracy(train_codes, dataset.train_labels, test_codes, dataset.test_labels),
+        "test_images_per_second": len(dataset.test_images) / seconds,
+    }
+    if name == "vae":
+        recon_nll = loss["recon"] + nll_constant(model.likelihood)
+        started = time.perf_counter()
+        metrics.update({
+            "negative_elbo_nats": recon_nll + loss["kl"], "elbo_reconstruction_nats": recon_nll, "kl_nats": loss["kl"],
+            "iw_nll_nats": importance_weighted_nll(model, dataset.test_images, cfg.iw_samples),
+            "iw_samples": cfg.iw_samples, "iw_seconds": time.perf_counter() - started,
+            "active_units": active_units(test_codes),
+        })
+    return metrics, test_codes
