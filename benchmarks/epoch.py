@@ -9,17 +9,20 @@
 import math
 import statistics
 import time
+from types import SimpleNamespace
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 from torchvision import transforms
 from tqdm import tqdm
 
+import cli
 import config
 import data
-from model import PIXELS, build
-from test import EVAL_BATCH_SIZE, evaluate
-from train import make_optimizer, train_epoch
+from loop import make_optimizer, train_epoch
+from metrics import EVAL_BATCH_SIZE, evaluate
+from model import build
 
 SCALE_BATCH_SIZES = (128, 512, 2048)
 SCALE_LATENT_DIMS = (2, 64)
@@ -53,11 +56,19 @@ def best_times(device, works, repeats=1):
     return [min(column) for column in zip(*timed_rounds(device, works, repeats))]
 
 
-def project_loop(cfg, dataset, device, batch_size, latent_dims, train_count=None):
-    """(a): (train epoch, evaluation) as train.py and test.py run them, warmed up and ready to time."""
+def replaced(cfg, **values):
+    """A copy of cfg with some values replaced."""
+    return SimpleNamespace(**{**vars(cfg), **values})
+
+
+def vae(cfg, device):
     torch.manual_seed(cfg.seed)
-    cfg = config.merge(vars(cfg), {"latent_dims": latent_dims})
-    model = build("vae", cfg).to(device)
+    return build("vae", cfg).to(device)
+
+
+def project_loop(cfg, dataset, device, batch_size, train_count=None):
+    """(a): (train epoch, evaluation) as train.py and test.py run them, warmed up and ready to time."""
+    model = vae(cfg, device)
     optimizer = make_optimizer(model, cfg.learning_rate, device)
     quiet = tqdm(disable=True)
     train_images = dataset.train_images[:train_count]
@@ -72,16 +83,14 @@ def seconds_per_step_fixed(cfg, dataset, device, steps=500):
     its loop timed on a network 8 wide with batches of 4, where the arithmetic is next to nothing."""
     batch_size = 4
     train_count = min(steps * batch_size, len(dataset.train_images))
-    tiny = config.merge(vars(cfg), {"hidden_dims": 8})
-    train_work, _ = project_loop(tiny, dataset, device, batch_size, cfg.latent_dims, train_count)
+    train_work, _ = project_loop(replaced(cfg, hidden_dims=8), dataset, device, batch_size, train_count)
     (seconds,) = best_times(device, [train_work], repeats=3)
     return seconds / math.ceil(train_count / batch_size)
 
 
 def dataloader_loop(cfg, device, batch_size):
     """(b): (train epoch, evaluation) of the same model fed the way most tutorials feed it."""
-    torch.manual_seed(cfg.seed)
-    model = build("vae", cfg).to(device)
+    model = vae(cfg, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)  # the usual, unfused Adam
     dataset_class = data.DATASET_CLASSES[cfg.dataset]
     splits = {train: dataset_class(cfg.data_root, train=train, transform=transforms.ToTensor()) for train in (True, False)}
@@ -102,41 +111,40 @@ def dataloader_loop(cfg, device, batch_size):
     return train_epoch_dataloader, evaluate_dataloader
 
 
-def gemm_floor(cfg, device, count, batch_size, latent_dims):
-    """(c): just the forward and backward matrix multiplies of one epoch, into preallocated outputs."""
-    hidden = cfg.hidden_dims
-    shapes = {"w_in": (hidden, PIXELS), "w_mu": (latent_dims, hidden), "w_logvar": (latent_dims, hidden),
-              "w_up": (hidden, latent_dims), "w_out": (PIXELS, hidden)}
-    weights = {name: torch.randn(shape, device=device) for name, shape in shapes.items()}
-    grads = {name: torch.empty(shape, device=device) for name, shape in shapes.items()}
+def gemm_floor(model, count, batch_size):
+    """(c): just the forward and backward matrix multiplies of one epoch through `model`'s own nn.Linear layers,
+    into preallocated outputs: the arithmetic any implementation of this network has to do."""
+    layers = [module for module in model.modules() if isinstance(module, nn.Linear)]
+    weights = [layer.weight.detach() for layer in layers]  # (out, in) each
+    device = weights[0].device
+    weight_grads = [torch.empty_like(weight) for weight in weights]
+    inputs = [torch.randn(batch_size, weight.shape[1], device=device) for weight in weights]
+    outputs = [torch.randn(batch_size, weight.shape[0], device=device) for weight in weights]
+    output_grads = [torch.randn(batch_size, weight.shape[0], device=device) for weight in weights]
+    input_grads = [torch.empty(batch_size, weight.shape[1], device=device) for weight in weights]
     sizes = [min(batch_size, count - start) for start in range(0, count, batch_size)]
-    widths = {"x": PIXELS, "h": hidden, "mu": latent_dims, "logvar": latent_dims, "z": latent_dims, "h2": hidden,
-              "out": PIXELS, "g_out": PIXELS, "g_h2": hidden, "g_z": latent_dims, "g_h": hidden}
-    buffers = {name: torch.randn(batch_size, width, device=device) for name, width in widths.items()}
 
     def one_batch(rows):
-        b = {name: buffer[:rows] for name, buffer in buffers.items()}
-        w = weights
-        # forward: encoder, two heads, decoder
-        torch.mm(b["x"], w["w_in"].T, out=b["h"])
-        torch.mm(b["h"], w["w_mu"].T, out=b["mu"])
-        torch.mm(b["h"], w["w_logvar"].T, out=b["logvar"])
-        torch.mm(b["z"], w["w_up"].T, out=b["h2"])
-        torch.mm(b["h2"], w["w_out"].T, out=b["out"])
-        # backward: weight gradients of every layer, input gradients down to the first layer
-        torch.mm(b["g_out"].T, b["h2"], out=grads["w_out"])
-        torch.mm(b["g_out"], w["w_out"], out=b["g_h2"])
-        torch.mm(b["g_h2"].T, b["z"], out=grads["w_up"])
-        torch.mm(b["g_h2"], w["w_up"], out=b["g_z"])
-        torch.mm(b["g_z"].T, b["h"], out=grads["w_mu"])
-        torch.mm(b["g_z"].T, b["h"], out=grads["w_logvar"])
-        torch.mm(b["g_z"], w["w_mu"], out=b["g_h"])
-        torch.addmm(b["g_h"], b["g_z"], w["w_logvar"], out=b["g_h"])
-        torch.mm(b["g_h"].T, b["x"], out=grads["w_in"])
+        for index, weight in enumerate(weights):
+            x, grad_y = inputs[index][:rows], output_grads[index][:rows]
+            torch.mm(x, weight.T, out=outputs[index][:rows])  # forward
+            torch.mm(grad_y.T, x, out=weight_grads[index])  # backward: the weight's gradient
+            if index > 0:  # and the input's, but for the first layer, whose input is the images
+                torch.mm(grad_y, weight, out=input_grads[index][:rows])
 
     for rows in sizes[:10]:  # warm-up
         one_batch(rows)
     return lambda: [one_batch(rows) for rows in sizes]
+
+
+def paired_ratio(rounds):
+    """(median, lowest, highest) over rounds of the first work's seconds divided by the second's.
+
+    On a shared machine the floor itself moves by up to 20% between spells; (a) against the (c) run right beside
+    it moves far less, so the ratio is taken round by round.
+    """
+    ratios = [seconds[0] / seconds[1] for seconds in rounds]
+    return statistics.median(ratios), min(ratios), max(ratios)
 
 
 def device_name(device):
@@ -147,19 +155,17 @@ def device_name(device):
 
 def main():
     cfg, _ = config.parse(("dataset", "device", "seed", "batch_size", "latent_dims", "data_root"), description=__doc__)
-    device = config.resolve_device(cfg.device)
+    device = cli.resolve_device(cfg.device)
     dataset = data.load(cfg.dataset, cfg.data_root, device)
     count, test_count = len(dataset.train_images), len(dataset.test_images)
     print(f"VAE on {cfg.dataset}: {count} train / {test_count} test images, batch {cfg.batch_size}, "
           f"latent {cfg.latent_dims}, hidden {cfg.hidden_dims}; device: {device_name(device)}; torch {torch.__version__}")
 
-    project = project_loop(cfg, dataset, device, cfg.batch_size, cfg.latent_dims)
-    floor = gemm_floor(cfg, device, count, cfg.batch_size, cfg.latent_dims)
+    project = project_loop(cfg, dataset, device, cfg.batch_size)
+    floor = gemm_floor(vae(cfg, device), count, cfg.batch_size)
     rounds = timed_rounds(device, [project[0], floor, project[1]], REPEATS)
     a_train, c_train, a_test = (min(column) for column in zip(*rounds))
-    # On a shared machine the floor itself moves by 20% between spells; (a) against the (c) run right beside it
-    # moves far less, so the ratio is the median of the rounds' own ratios.
-    ratios = [a / c for a, c, _ in rounds]
+    a_over_c, lowest, highest = paired_ratio(rounds)
     b_train, b_test = best_times(device, dataloader_loop(cfg, device, cfg.batch_size))  # once: it is slow
     print(f"\n{'':34}{'train s/epoch':>14}{'samples/s':>12}{'test s':>9}")
     for label, train, test in [("(a) this project", a_train, a_test), ("(b) DataLoader(ToTensor())", b_train, b_test),
@@ -167,8 +173,7 @@ def main():
         test_text = f"{test:9.3f}" if test is not None else f"{'-':>9}"
         print(f"{label:34}{train:14.3f}{count / train:12,.0f}{test_text}")
     print(f"\na/b = {a_train / b_train:.3f} (train), {a_test / b_test:.3f} (test)   b/a = {b_train / a_train:.1f}x")
-    print(f"a/c = {statistics.median(ratios):.3f} (median of {REPEATS} rounds of (a) beside (c); "
-          f"{min(ratios):.3f} to {max(ratios):.3f})")
+    print(f"a/c = {a_over_c:.3f} (median of {REPEATS} rounds of (a) beside (c); {lowest:.3f} to {highest:.3f})")
     step_cost, steps = seconds_per_step_fixed(cfg, dataset, device), math.ceil(count / cfg.batch_size)
     print(f"fixed cost per step, whatever the network's size: {1000 * step_cost:.2f} ms (network 8 wide, batch 4); "
           f"x {steps} steps = {step_cost * steps:.3f} s of (a)'s epoch")
@@ -181,12 +186,13 @@ def main():
     for batch_size in SCALE_BATCH_SIZES:
         cells = []
         for latent_dims in SCALE_LATENT_DIMS:
-            train_work, _ = project_loop(cfg, dataset, device, batch_size, latent_dims)
-            floor_work = gemm_floor(cfg, device, count, batch_size, latent_dims)
+            cell = replaced(cfg, latent_dims=latent_dims)
+            train_work, _ = project_loop(cell, dataset, device, batch_size)
+            floor_work = gemm_floor(vae(cell, device), count, batch_size)
             train, floor = best_times(device, [train_work, floor_work], SCALE_REPEATS)
             cells.append(f"{train:.3f} ({floor:.3f})")
         print(f"{batch_size:>8}" + "".join(f"{cell:>22}" for cell in cells))
 
 
 if __name__ == "__main__":
-    config.run(main)
+    cli.run(main)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # `import test` must find the project's test.py, not Python's own test package
+sys.path.insert(0, str(ROOT))  # the project's modules, under `pytest tests` as under `python -m pytest tests`
 
 TRAIN_COUNT, TEST_COUNT = 300, 100
 
@@ -56,6 +56,19 @@ def run_python(*argv, cwd):
 def run_script(script, *args, cwd):
     """Run one of the project's scripts on the CPU."""
     return run_python(ROOT / script, "--device", "cpu", *args, cwd=cwd)
+
+
+def grid_size(columns, rows):
+    """Pixel (width, height) of a plots.save_grid image: 28-pixel cells with 2-pixel borders."""
+    return columns * 30 + 2, rows * 30 + 2
+
+
+def png_size(path):
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()  # decodes, or raises
+        return image.size
 
 
 def assert_clean_failure(result, *phrases):

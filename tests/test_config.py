@@ -1,9 +1,27 @@
 import pytest
 
 import config
-from config import UserError
+from cli import UserError
 
 ALL_KEYS = tuple(config.defaults())
+
+
+def test_every_setting_is_a_default_with_a_help_text_in_written_order():
+    settings = [name for name, value in vars(config).items()
+                if not name.startswith("_") and name.islower() and isinstance(value, (bool, int, float, str))]
+    assert list(config.defaults()) == settings  # a setting without its annotation would be no flag at all
+    assert list(config.help_texts()) == settings
+    assert all(isinstance(text, str) and text for text in config.help_texts().values())
+    assert config.defaults()["batch_size"] == 512 and config.help_texts()["batch_size"] == "training mini-batch size"
+
+
+def test_help_shows_each_flags_text_and_default(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        config.parse(("epochs", "likelihood"), ["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "--epochs INT total epochs; with --resume, the epoch count to reach (default: 5)" in text
+    assert "gaussian (per-pixel MSE, the reference objective) | bernoulli" in text
 
 
 def test_defaults_and_overrides():
@@ -51,26 +69,3 @@ def test_merge_keeps_the_checkpoints_model_but_this_machines_paths():
     cfg = config.merge(stored, {"plot_dir": "mine"})
     assert cfg.latent_dims == 8 and cfg.device == "auto" and cfg.plot_dir == "mine"
     assert not hasattr(cfg, "unknown_future_key")
-
-
-def test_atomic_path_keeps_the_old_file_when_the_write_fails(tmp_path):
-    target = tmp_path / "model.pt"
-    target.write_bytes(b"old")
-    with pytest.raises(KeyboardInterrupt):
-        with config.atomic_path(target) as tmp:
-            tmp.write_bytes(b"half")
-            raise KeyboardInterrupt
-    assert target.read_bytes() == b"old"
-    assert list(tmp_path.iterdir()) == [target]  # no temporary left behind
-    with config.atomic_path(target) as tmp:
-        tmp.write_bytes(b"new")
-    assert target.read_bytes() == b"new" and list(tmp_path.iterdir()) == [target]
-
-
-def test_run_turns_user_errors_into_one_line_and_a_nonzero_exit():
-    def main():
-        raise UserError("something the user can fix")
-
-    with pytest.raises(SystemExit) as exit_info:
-        config.run(main)
-    assert exit_info.value.code == "error: something the user can fix"

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from metrics import active_units, evaluate, importance_weighted_nll, knn_accuracy
 from model import VariationalAutoEncoder, nll_constant
-from test import active_units, evaluate, importance_weighted_nll, knn_accuracy
 
 
 def tiny_vae(likelihood="bernoulli", seed=0):
@@ -54,7 +54,7 @@ def test_bound_is_exact_when_the_decoder_ignores_z(likelihood, samples_per_chunk
         model.decoder[0].weight.zero_()  # the decoder's hidden layer sees only its bias
     images = tiny_images(8)
     pixels = images.float().div(255).flatten(1)
-    logits = model.decoder(torch.zeros(1, 2)).expand(8, -1)  # the same for every z
+    logits = model.decode_logits(torch.zeros(1, 2)).expand(8, -1)  # the same for every z
     if likelihood == "bernoulli":
         exact = F.binary_cross_entropy_with_logits(logits, pixels, reduction="none").sum(1)
     else:  # N(x; sigmoid(logits), 1/2) per pixel
@@ -82,26 +82,3 @@ def test_knn_accuracy_on_separated_clusters_and_on_random_labels():
 def test_active_units_counts_dims_whose_means_vary():
     codes = torch.cat([torch.randn(1000, 3), torch.randn(1000, 2) * 0.05], 1)  # variances 1, 1, 1, 0.0025, 0.0025
     assert active_units(codes) == 3
-
-
-@pytest.mark.parametrize("latent_dims", [1, 2, 8])
-@pytest.mark.parametrize("is_vae", [False, True])
-def test_latent_plots_for_any_latent_size(tmp_path, latent_dims, is_vae):
-    """1 latent dim is drawn against the class, 2 as they are, more on their 2 principal components."""
-    from PIL import Image
-
-    from model import AutoEncoder
-    from test import latent_plane, plot_latent_space, plot_manifold
-
-    torch.manual_seed(0)
-    model = (VariationalAutoEncoder if is_vae else AutoEncoder)(latent_dims=latent_dims, hidden_dims=16)
-    images, labels = tiny_images(50), torch.arange(50) % 10
-    codes = model.encode(images.float().div(255)).detach()
-    origin, basis, axis_names = latent_plane(codes)
-    assert basis.shape == (latent_dims, min(2, latent_dims)) and len(axis_names) == min(2, latent_dims)
-    assert torch.allclose(basis.T @ basis, torch.eye(min(2, latent_dims)), atol=1e-5)  # orthonormal axes
-    plot_latent_space(codes, labels, [str(label) for label in range(10)], "title", tmp_path / "latent.png")
-    plot_manifold(model, codes, is_vae, "title", tmp_path / "manifold.png", size=6)
-    for name in ("latent.png", "manifold.png"):
-        with Image.open(tmp_path / name) as image:
-            image.load()

@@ -1,10 +1,11 @@
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from model import PIXELS, AutoEncoder, VariationalAutoEncoder, gaussian_kl
+from model import MODEL_ARGS, PIXELS, AutoEncoder, VariationalAutoEncoder, build, gaussian_kl, model_args
 
 
 def images(count=16, seed=0):
@@ -87,3 +88,25 @@ def test_beta_scales_only_the_kl_term():
     assert torch.equal(recon_1, recon_4) and torch.equal(kl_1, kl_4)
     assert torch.allclose(loss_4 - loss_1, 3 * kl_1.mean() / PIXELS, rtol=1e-4)
     assert not math.isclose(loss_1.item(), loss_4.item())
+
+
+@pytest.mark.parametrize("model_class", [AutoEncoder, VariationalAutoEncoder])
+def test_decode_is_the_sigmoid_of_decode_logits(model_class):
+    torch.manual_seed(0)
+    model = model_class(latent_dims=3, hidden_dims=32)
+    z = torch.randn(6, 3)
+    logits = model.decode_logits(z)
+    assert logits.shape == (6, PIXELS) and (logits < 0).any()  # logits, not probabilities
+    assert torch.equal(model.decode(z), torch.sigmoid(logits).view(6, 1, 28, 28))
+
+
+def test_model_args_are_the_constructors_arguments_and_rebuild_the_same_network():
+    assert MODEL_ARGS == ("latent_dims", "hidden_dims", "likelihood", "beta")
+    cfg = SimpleNamespace(latent_dims=3, hidden_dims=24, likelihood="bernoulli", beta=2.0, epochs=7)
+    assert model_args(cfg) == {"latent_dims": 3, "hidden_dims": 24, "likelihood": "bernoulli", "beta": 2.0}
+    for name in ("ae", "vae"):
+        torch.manual_seed(0)
+        model = build(name, cfg)
+        assert (model.latent_dims, model.likelihood, model.beta) == (3, "bernoulli", 2.0)
+        assert model.to_latent.weight.shape == (3, 24)
+    assert model.to_logvar.weight.shape == (3, 24)  # the VAE takes the AutoEncoder's arguments

@@ -7,10 +7,10 @@ import pytest
 import torch
 from PIL import Image, ImageSequence
 
-import test
+import cli
 import train
 import visualize
-from conftest import TEST_COUNT, assert_clean_failure, run_script, write_idx
+from conftest import assert_clean_failure, grid_size, png_size, run_script, write_idx
 from model import AutoEncoder
 from visualize import FRAME_MS, STEPS, STILL_STEPS
 
@@ -38,17 +38,6 @@ def test_train_writes_a_checkpoint_per_model_with_config_and_history(workspace):
     assert not list((workspace / "ckpts").glob(".*tmp*"))
 
 
-def grid_size(columns, rows):
-    """Pixel (width, height) of a save_grid image: 28-pixel cells with 2-pixel borders."""
-    return columns * 30 + 2, rows * 30 + 2
-
-
-def png_size(path):
-    with Image.open(path) as image:
-        image.load()  # decodes, or raises
-        return image.size
-
-
 def test_test_and_visualize_write_valid_plots_metrics_and_gifs(workspace):
     result = run_script("test.py", "--iw-samples", "20", cwd=workspace)
     assert result.returncode == 0, result.stderr
@@ -61,13 +50,14 @@ def test_test_and_visualize_write_valid_plots_metrics_and_gifs(workspace):
         # 2 test images of each of the 10 classes above their reconstructions
         assert png_size(plots / f"mnist_{name}_reconstructions.png") == grid_size(20, 2)
         metrics = json.loads((plots / f"mnist_{name}_metrics.json").read_text())
-        assert 0 <= metrics["knn_accuracy"] <= 1 and metrics["test_images_per_second"] > 0
+        trained = load(workspace / "ckpts" / f"mnist_{name}.pt")["history"][-1]["test_loss"]
+        # Rebuilt from its checkpoint alone, the model scores what train.py measured (the VAE samples z afresh).
+        assert metrics["test_loss"] == (trained if name == "ae" else pytest.approx(trained, rel=0.02))
     assert png_size(plots / "mnist_vae_samples.png") == grid_size(10, 10)
     assert not (plots / "mnist_ae_samples.png").exists()  # an AE has no prior to sample
     metrics = json.loads((plots / "mnist_vae_metrics.json").read_text())
     assert metrics["iw_samples"] == 20 and metrics["active_units"] in (0, 1, 2)
     assert metrics["iw_nll_nats"] <= metrics["negative_elbo_nats"] + 1.0  # a tighter bound, up to sampling noise
-    assert metrics["negative_elbo_nats"] == pytest.approx(metrics["elbo_reconstruction_nats"] + metrics["kl_nats"])
 
     result = run_script("visualize.py", "--start", "1", "--end", "7", cwd=workspace)
     assert result.returncode == 0, result.stderr
@@ -106,64 +96,30 @@ def test_seeded_runs_repeat_and_resume_continues_exactly(tmp_path):
         assert torch.equal(weight, resumed["weights"][key]), key
 
 
-def test_resume_refuses_a_different_latent_size(workspace):
-    before = (workspace / "ckpts" / "mnist_vae.pt").read_bytes()
-    result = run_script("train.py", "--model", "vae", "--resume", "--epochs", "2", "--latent-dims", "3", cwd=workspace)
-    assert_clean_failure(result, "--latent-dims 3 (checkpoint: 2)")
-    assert (workspace / "ckpts" / "mnist_vae.pt").read_bytes() == before
-
-
 def run_main(module, *args):
     """Run a script's main() in this process exactly as its __main__ does; returns what it exits with."""
     argv = [f"{module.__name__}.py", "--device", "cpu", *map(str, args)]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sys, "argv", argv)
         with pytest.raises(SystemExit) as exit_info:
-            module.config.run(module.main)
+            cli.run(module.main)
     return exit_info.value.code
 
 
-def test_missing_checkpoint_names_the_file_and_the_fix(workspace, tmp_path):
-    for module in (test, visualize):
-        message = run_main(module, "--ckpt-dir", tmp_path, "--data-root", workspace / "data")
-        assert "no checkpoint at" in message and "mnist_ae.pt" in message
-        assert "python train.py --model ae --dataset mnist" in message
+def test_resume_refuses_a_different_latent_size_and_keeps_the_checkpoint(workspace):
+    before = (workspace / "ckpts" / "mnist_vae.pt").read_bytes()
+    message = run_main(train, "--model", "vae", "--resume", "--epochs", "2", "--latent-dims", "3",
+                       "--data-root", workspace / "data", "--ckpt-dir", workspace / "ckpts")
+    assert "--latent-dims 3 (checkpoint: 2)" in message
+    assert (workspace / "ckpts" / "mnist_vae.pt").read_bytes() == before
 
 
-def test_corrupt_checkpoint_gets_one_line(workspace, tmp_path):
-    (tmp_path / "mnist_vae.pt").write_bytes(b"not a checkpoint at all")
-    message = run_main(test, "--model", "vae", "--ckpt-dir", tmp_path, "--data-root", workspace / "data")
-    assert "is not a usable checkpoint" in message and "\n" not in message
-
-
-def test_checkpoint_of_another_latent_size_gets_one_line(workspace, tmp_path):
-    checkpoint = load(workspace / "ckpts" / "mnist_ae.pt")
-    checkpoint["model_args"]["latent_dims"] = 5  # weights are for 2
-    torch.save(checkpoint, tmp_path / "mnist_ae.pt")
-    message = run_main(test, "--model", "ae", "--ckpt-dir", tmp_path, "--data-root", workspace / "data")
-    assert "is not a usable checkpoint" in message and "size mismatch" in message and "\n" not in message
-
-
-def test_checkpoint_of_the_other_model_gets_one_line(workspace, tmp_path):
-    (tmp_path / "mnist_vae.pt").write_bytes((workspace / "ckpts" / "mnist_ae.pt").read_bytes())
-    message = run_main(test, "--model", "vae", "--ckpt-dir", tmp_path, "--data-root", workspace / "data")
-    assert "is a checkpoint of the AE, not the VAE" in message
-
-
-class RunsCodeWhenUnpickled:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (str(self.marker), "w"))  # creating the marker file is the "code" it would run
-
-
-def test_a_checkpoint_crafted_to_run_code_does_not_run_it(workspace, tmp_path):
-    marker = tmp_path / "pwned"
-    torch.save({"model": "vae", "weights": RunsCodeWhenUnpickled(marker)}, tmp_path / "mnist_vae.pt")
-    message = run_main(test, "--model", "vae", "--ckpt-dir", tmp_path, "--data-root", workspace / "data")
-    assert "was refused" in message and "could run code" in message
-    assert not marker.exists()
+def test_a_missing_checkpoint_is_one_line_from_test_and_visualize(workspace, tmp_path):
+    # Every refusal of checkpoints.load is tested in-process in test_checkpoints; here: the scripts pass it on.
+    message = run_main(visualize, "--ckpt-dir", tmp_path, "--data-root", workspace / "data")
+    assert message.startswith("error: no checkpoint at") and "python train.py --model ae --dataset mnist" in message
+    result = run_script("test.py", "--ckpt-dir", tmp_path, cwd=workspace)  # `import test` would be Python's own package
+    assert_clean_failure(result, "no checkpoint at", "python train.py --model ae --dataset mnist")
 
 
 def test_bad_flag_values_exit_cleanly_from_every_script(workspace):

@@ -6,9 +6,9 @@ import torch
 
 import config
 import data
+from loop import make_optimizer, train_epoch
+from metrics import evaluate
 from model import build
-from test import evaluate
-from train import make_optimizer, train_epoch
 
 CPU = torch.device("cpu")
 

@@ -1,0 +1,144 @@
+"""The checkpoint format: what save() writes, load() rebuilds, and every file load() refuses, in one line."""
+import os
+
+import pytest
+import torch
+
+import checkpoints
+import config
+from cli import UserError
+from loop import make_optimizer
+from model import MODEL_ARGS, build
+
+CPU = torch.device("cpu")
+
+
+def saved(tmp_path, name="vae", epochs=2, **values):
+    """Write a checkpoint of a small model as train.py does; returns the config it was written with."""
+    cfg, _ = config.parse(tuple(config.defaults()), ["--ckpt-dir", str(tmp_path), "--hidden-dims", "16"])
+    for key, value in values.items():
+        setattr(cfg, key, value)
+    torch.manual_seed(0)
+    model = build(name, cfg)
+    history = [{"epoch": epoch, "train_loss": 1.0, "test_loss": 1.0, "test_recon": 1.0, "test_kl": 0.0, "seconds": 1.0}
+               for epoch in range(1, epochs + 1)]
+    checkpoints.save(cfg, name, model, make_optimizer(model, cfg.learning_rate, CPU), history)
+    return cfg
+
+
+def rewrite(cfg, name, change):
+    """Load the checkpoint as plain data, let `change` alter it, and write it back."""
+    path = checkpoints.path(cfg, name)
+    checkpoint = torch.load(path, weights_only=True)
+    change(checkpoint)
+    torch.save(checkpoint, path)
+
+
+def refusal(cfg, name="vae", needs=()):
+    with pytest.raises(UserError) as error:
+        checkpoints.load(cfg, name, {}, CPU, needs)
+    assert "\n" not in str(error.value)
+    return str(error.value)
+
+
+def test_a_saved_model_is_rebuilt_from_its_checkpoint_alone(tmp_path):
+    cfg = saved(tmp_path, latent_dims=3, likelihood="bernoulli")
+    torch.manual_seed(0)
+    original = build("vae", cfg)
+    model, checkpoint, loaded_cfg = checkpoints.load(config.parse(("ckpt_dir",), ["--ckpt-dir", str(tmp_path)])[0],
+                                                     "vae", {"iw_samples": 7}, CPU)
+    assert checkpoint["model_args"] == {"latent_dims": 3, "hidden_dims": 16, "likelihood": "bernoulli", "beta": 1.0}
+    assert set(checkpoint["model_args"]) == set(MODEL_ARGS)
+    assert (loaded_cfg.latent_dims, loaded_cfg.likelihood, loaded_cfg.iw_samples) == (3, "bernoulli", 7)
+    for key, weight in original.state_dict().items():
+        assert torch.equal(model.state_dict()[key], weight), key
+    assert not list(tmp_path.glob(".*tmp*"))  # written through a temporary, which is gone
+
+
+def test_the_model_args_win_over_a_stored_config_that_disagrees(tmp_path):
+    cfg = saved(tmp_path)
+    rewrite(cfg, "vae", lambda checkpoint: checkpoint["config"].pop("hidden_dims"))  # as from an older version
+    model, _, loaded_cfg = checkpoints.load(cfg, "vae", {}, CPU)
+    assert loaded_cfg.hidden_dims == 16 and model.to_latent.in_features == 16  # not today's default, 512
+
+
+def test_missing_file_names_the_file_and_the_command_that_makes_it(tmp_path):
+    cfg, _ = config.parse(("ckpt_dir",), ["--ckpt-dir", str(tmp_path)])
+    message = refusal(cfg, "ae")
+    assert f"no checkpoint at {tmp_path / 'mnist_ae.pt'}" in message
+    assert "python train.py --model ae --dataset mnist" in message
+
+
+def test_a_file_that_is_not_a_checkpoint(tmp_path):
+    cfg = saved(tmp_path)
+    checkpoints.path(cfg, "vae").write_bytes(b"not a checkpoint at all")
+    assert "is not a usable checkpoint" in refusal(cfg)
+    checkpoints.path(cfg, "vae").write_bytes(checkpoints.path(saved(tmp_path), "vae").read_bytes()[:-300])
+    assert "damaged" in refusal(cfg)
+
+
+def test_weights_of_another_latent_size(tmp_path):
+    cfg = saved(tmp_path)
+    rewrite(cfg, "vae", lambda checkpoint: checkpoint["model_args"].update(latent_dims=5))  # weights are for 2
+    assert "size mismatch for its model_args: to_latent.weight is (2, 16), not (5, 16)" in refusal(cfg)
+
+
+def test_the_checkpoint_of_the_other_model(tmp_path):
+    cfg = saved(tmp_path, name="ae")
+    checkpoints.path(cfg, "vae").write_bytes(checkpoints.path(cfg, "ae").read_bytes())
+    assert "it is a checkpoint of the AE, not the VAE" in refusal(cfg, "vae")
+
+
+@pytest.mark.parametrize("change, phrase", [
+    (lambda checkpoint: checkpoint.pop("weights"), "it lacks weights"),
+    (lambda checkpoint: checkpoint["model_args"].pop("beta"), "its model_args are not latent_dims, hidden_dims"),
+    (lambda checkpoint: checkpoint["model_args"].update(latent_dims="2"), "its model_args hold latent_dims='2'"),
+    (lambda checkpoint: checkpoint["model_args"].update(likelihood="poisson"), "unknown likelihood 'poisson'"),
+    (lambda checkpoint: checkpoint["weights"].pop("to_logvar.bias"), "missing: to_logvar.bias"),
+    (lambda checkpoint: checkpoint.update(model="gan"), "its model is 'gan'"),
+])
+def test_what_is_wrong_is_read_from_the_contents(tmp_path, change, phrase):
+    cfg = saved(tmp_path)
+    rewrite(cfg, "vae", change)
+    assert phrase in refusal(cfg)
+
+
+def test_each_caller_gets_the_parts_it_needs_named(tmp_path):
+    cfg = saved(tmp_path)
+    rewrite(cfg, "vae", lambda checkpoint: [checkpoint.pop(key) for key in ("history", "rng")])
+    checkpoints.load(cfg, "vae", {}, CPU)  # visualize.py needs neither
+    assert "it lacks history" in refusal(cfg, needs=("history",))
+    assert "it lacks rng, history" in refusal(cfg, needs=("optimizer", "rng", "history"))
+
+
+class RunsCodeWhenUnpickled:
+    """Unpickling calls `function(*arguments)`: here, creating a marker file is the code it would run."""
+
+    def __init__(self, function, *arguments):
+        self.call = function, arguments
+
+    def __reduce__(self):
+        return self.call
+
+
+@pytest.mark.parametrize("function, named", [(open, "io.open"), (os.system, "system")])
+def test_a_checkpoint_crafted_to_run_code_is_refused_without_running_it(tmp_path, function, named):
+    cfg = saved(tmp_path)
+    marker = tmp_path / "pwned"
+    payload = RunsCodeWhenUnpickled(open, str(marker), "w") if function is open else \
+        RunsCodeWhenUnpickled(os.system, f"touch {marker}")
+    torch.save({"model": "vae", "weights": payload}, checkpoints.path(cfg, "vae"))
+    message = refusal(cfg)
+    assert "was refused" in message and "could run code" in message and named in message
+    assert not marker.exists()
+
+
+def test_resume_refuses_another_model_or_nothing_left_to_train(tmp_path):
+    cfg = saved(tmp_path, epochs=2)
+    for overrides, phrase in [({"latent_dims": 3, "epochs": 5}, "--latent-dims 3 (checkpoint: 2)"),
+                              ({"dataset": "fashion-mnist", "epochs": 5}, "--dataset fashion-mnist (checkpoint: mnist)"),
+                              ({"epochs": 2}, "already trained for 2 epochs; pass --epochs N with N > 2")]:
+        with pytest.raises(UserError, match=phrase.replace("(", r"\(").replace(")", r"\)")):
+            checkpoints.resume(cfg, "vae", overrides, CPU)
+    model, checkpoint, resumed_cfg = checkpoints.resume(cfg, "vae", {"epochs": 5, "learning_rate": 1e-3}, CPU)
+    assert resumed_cfg.epochs == 5 and resumed_cfg.learning_rate == 1e-3 and len(checkpoint["history"]) == 2
