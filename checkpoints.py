@@ -9,6 +9,7 @@ A checkpoint is a dict of tensors and plain data, so torch.load(weights_only=Tru
     rng         the random-number state      } exactly where the run stopped
     history     one dict per epoch: epoch, train_loss, test_loss, test_recon, test_kl, seconds
 """
+import io
 from pathlib import Path
 
 import torch
@@ -36,8 +37,19 @@ def save(cfg, name, model, optimizer, history):
         rng["cuda"] = torch.cuda.get_rng_state(device)
     checkpoint = {"model": name, "model_args": model_args(cfg), "config": vars(cfg), "weights": model.state_dict(),
                   "optimizer": optimizer.state_dict(), "rng": rng, "history": history}
+    # Serialised in memory first: a full disk is then an OSError naming the file, not a torch error about zip records.
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
     with atomic_path(path(cfg, name)) as tmp:
-        torch.save(checkpoint, tmp)
+        tmp.write_bytes(buffer.getbuffer())
+
+
+def epochs_in(cfg, name):
+    """How many epochs of training the checkpoint at path(cfg, name) holds: 0 if there is none or it is unreadable."""
+    try:
+        return len(torch.load(path(cfg, name), map_location="cpu", weights_only=True)["history"])
+    except Exception:  # no file, or one that holds no training a run could lose
+        return 0
 
 
 def set_rng_state(rng, device):
@@ -57,7 +69,7 @@ def load(cfg, name, overrides, device, needs=()):
     if not file.is_file():
         raise UserError(f"no checkpoint at {file}: run `python train.py --model {name} --dataset {cfg.dataset}` first")
     checkpoint = _read(file)
-    _refuse(file, _problem(checkpoint, name, REQUIRED + tuple(needs)))
+    _refuse(file, _problem(checkpoint, name, cfg.dataset, REQUIRED + tuple(needs)))
     model = MODEL_CLASSES[name](**checkpoint["model_args"])
     _refuse(file, _mismatch(model.state_dict(), checkpoint["weights"]))
     model.load_state_dict(checkpoint["weights"])
@@ -66,7 +78,7 @@ def load(cfg, name, overrides, device, needs=()):
 
 
 def resume(cfg, name, overrides, device):
-    """load() for --resume: refuses a change to what the weights were trained for, or nothing left to train."""
+    """load() for --resume: refuses a change to what the weights were trained for, or a checkpoint past --epochs."""
     model, checkpoint, cfg = load(cfg, name, overrides, device, needs=("optimizer", "rng", "history"))
     stored = {**checkpoint["config"], **checkpoint["model_args"]}
     changed = [f"--{key.replace('_', '-')} {overrides[key]} (checkpoint: {stored.get(key)})"
@@ -75,8 +87,9 @@ def resume(cfg, name, overrides, device):
     if changed:
         raise UserError(f"--resume cannot change the model of {file}: {', '.join(changed)}; train afresh without --resume")
     trained = len(checkpoint["history"])
-    if trained >= cfg.epochs:
-        raise UserError(f"{file} is already trained for {trained} epochs; pass --epochs N with N > {trained}")
+    if trained > cfg.epochs:
+        raise UserError(f"{file} is already trained for {trained} epochs, more than --epochs {cfg.epochs}; "
+                        f"pass --epochs N with N > {trained} to train it further")
     return model, checkpoint, cfg
 
 
@@ -103,7 +116,7 @@ def _refuse(file, problem):
         raise UserError(f"{file} is not a usable checkpoint of this project: {problem}; retrain with train.py")
 
 
-def _problem(checkpoint, name, needs):
+def _problem(checkpoint, name, dataset, needs):
     """What makes a loaded checkpoint unusable as model `name`, in a few words; None if it is usable."""
     if not isinstance(checkpoint, dict):
         return f"it holds a {type(checkpoint).__name__}, not a dict"
@@ -129,6 +142,8 @@ def _problem(checkpoint, name, needs):
         return "its weights are not a dict of tensors"
     if not isinstance(checkpoint["config"], dict) or not isinstance(checkpoint.get("history", []), list):
         return "its config or history is malformed"
+    if checkpoint["config"].get("dataset") != dataset:  # a renamed or copied file
+        return f"it was trained on {checkpoint['config'].get('dataset')}, not on {dataset} as its name says"
     return None
 
 

@@ -1,10 +1,53 @@
-"""Where a script meets its user: errors the user can fix become one line and a non-zero exit, and --device
-is turned into a torch device, or refused, before any work starts."""
+"""Where a script meets its user: errors the user can fix, interruptions and closed pipes each become one line on
+stderr and a non-zero exit, and --device is turned into a torch device, or refused, before any work starts.
+
+Every script calls catch_interrupts() before its other imports, so a Ctrl-C or SIGTERM while torch loads is one
+line too.
+"""
+import contextlib
+import os
+import signal
 import sys
+
+INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C (128 + SIGINT)
+DEVICE_TYPES = ("cpu", "cuda", "mps")
 
 
 class UserError(Exception):
     """Something the user can fix; run() prints it as one line and exits non-zero."""
+
+
+class Stopped(Exception):
+    """The run was interrupted or lost its output; the message says what is on disk. run() exits with INTERRUPTED."""
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _one_line_on_interrupt(kind, value, traceback):
+    if issubclass(kind, KeyboardInterrupt):
+        print("interrupted before any work began; nothing was written", file=sys.stderr, flush=True)
+        os._exit(INTERRUPTED)  # the interpreter is ending anyway; this way no traceback follows
+    sys.__excepthook__(kind, value, traceback)
+
+
+def catch_interrupts():
+    """SIGTERM (a scheduler's stop, `kill`) stops a run the way Ctrl-C does, and an interruption that reaches the
+    top level outside run() (e.g. while torch imports) is one line, not a traceback."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    sys.excepthook = _one_line_on_interrupt
+
+
+@contextlib.contextmanager
+def signals_held():
+    """Hold Ctrl-C and SIGTERM back while the block runs (a save and its bookkeeping); they arrive right after."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def run(main):
@@ -13,8 +56,23 @@ def run(main):
         main()
     except UserError as error:
         sys.exit(f"error: {error}")
+    except Stopped as stop:
+        _quiet_stdout()
+        print(f"stopped: {stop}", file=sys.stderr)
+        sys.exit(INTERRUPTED)
     except KeyboardInterrupt:
-        sys.exit("interrupted: nothing was written for the unfinished work; earlier files are intact")
+        print("interrupted: files written so far are whole; the unfinished work wrote nothing", file=sys.stderr)
+        sys.exit(INTERRUPTED)
+    except BrokenPipeError:
+        _quiet_stdout()
+        print("stopped: standard output was closed (e.g. by `| head`); files written so far are whole", file=sys.stderr)
+        sys.exit(1)
+
+
+def _quiet_stdout():
+    """Point stdout at /dev/null, so that flushing a closed pipe at exit raises nothing more."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def resolve_device(name):
@@ -29,9 +87,14 @@ def resolve_device(name):
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise UserError(f"unknown device {name!r}: use auto, cpu, cuda or mps") from None
+        device = None
+    if device is None or device.type not in DEVICE_TYPES:
+        raise UserError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                        f"numbered from 0; use --device cuda:0")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise UserError(f"--device {name}: MPS is not available on this machine; use --device cpu")
     return device

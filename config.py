@@ -21,6 +21,7 @@ epochs: "total epochs; with --resume, the epoch count to reach" = 5
 batch_size: "training mini-batch size" = 512
 learning_rate: "Adam learning rate" = 3e-4
 resume: "continue training from the checkpoint for more epochs" = False
+overwrite: "let a fresh run replace a checkpoint that holds more epochs than it will train" = False
 compile: "torch.compile the model (faster on GPU after a warm-up; numbers may differ slightly)" = False
 bf16: "bfloat16 autocast on CUDA (faster, changes numbers)" = False
 # model and objective
@@ -45,6 +46,9 @@ RUNTIME_KEYS = ("device", "data_root", "ckpt_dir", "plot_dir")
 
 _CHOICES = {"model": MODELS + ("both",), "dataset": DATASETS, "likelihood": LIKELIHOODS}
 _POSITIVE = ("epochs", "batch_size", "learning_rate", "latent_dims", "hidden_dims", "iw_samples")
+# Beyond these no run finishes (epochs) or torch's indices overflow; what fits in memory is checked by train.py.
+_AT_MOST = {"epochs": 10**6, "batch_size": 2**31 - 1, "latent_dims": 2**31 - 1, "hidden_dims": 2**31 - 1,
+            "iw_samples": 2**31 - 1, "seed": 2**64 - 1}
 
 
 def help_texts():
@@ -100,6 +104,10 @@ def validate(cfg):
             raise UserError(f"unknown {key} {value!r}: choose one of {', '.join(_CHOICES[key])}")
         if key in _POSITIVE and not value > 0:
             raise UserError(f"--{key.replace('_', '-')} must be positive, got {value}")
+        if key in _AT_MOST and value > _AT_MOST[key]:
+            raise UserError(f"--{key.replace('_', '-')} {value} is too large: at most {_AT_MOST[key]:,}")
+        if key == "seed" and value < 0:
+            raise UserError(f"--seed must be zero or positive, got {value}")
         if key == "beta" and not value >= 0:
             raise UserError(f"--beta must be zero or positive, got {value}")
         if key in ("start", "end") and not 0 <= value <= 9:

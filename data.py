@@ -5,6 +5,7 @@ indexing with a random permutation, so no per-sample PIL -> ToTensor work runs i
 """
 import contextlib
 import io
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -32,14 +33,19 @@ def load(name, root, device):
         _extract_debian_files(dataset_class, raw_folder)
     if not _all_files_present(dataset_class, raw_folder):
         _download(name, dataset_class, root, raw_folder)
+    for file in _idx_names(dataset_class):
+        problem = _idx_problem(raw_folder / file)
+        if problem:
+            raise UserError(f"{raw_folder / file} {problem}; put a good copy there (on a connected machine, move "
+                            "it away and rerun: it is downloaded again)")
     splits = {}
     for split, train in (("train", True), ("test", False)):
         try:
             dataset = dataset_class(root, train=train, download=False)
         except Exception as error:  # torchvision reports bad IDX files by assert, TypeError or a failed reshape
             raise UserError(
-                f"{name}: the {split} IDX files in {raw_folder} are corrupt or truncated ({type(error).__name__}: "
-                f"{error}); delete that folder and rerun to fetch them again"
+                f"{name}: the {split} IDX files in {raw_folder} cannot be read ({type(error).__name__}: {error}); "
+                "put good copies there"
             ) from None
         if dataset.data.shape[1:] != (28, 28) or len(dataset.data) != len(dataset.targets) or len(dataset.data) == 0:
             raise UserError(
@@ -58,6 +64,22 @@ def load(name, root, device):
 
 def _idx_names(dataset_class):
     return [filename.removesuffix(".gz") for filename, _ in dataset_class.resources]
+
+
+def _idx_problem(file):
+    """Why an IDX file of unsigned bytes cannot be whole, judged from its header and its length; None if it can."""
+    with open(file, "rb") as stream:
+        header = stream.read(4)
+        if len(header) < 4 or header[:3] != b"\x00\x00\x08":  # zero, zero, 0x08 = unsigned bytes, then the rank
+            return "is not an IDX file of unsigned bytes (its first bytes are wrong)"
+        dims = stream.read(4 * header[3])
+    if len(dims) < 4 * header[3]:
+        return "is truncated inside its header"
+    expected = 4 + len(dims) + math.prod(int.from_bytes(dims[i : i + 4], "big") for i in range(0, len(dims), 4))
+    size = file.stat().st_size
+    if size != expected:
+        return f"is {'truncated' if size < expected else 'longer than its header says'}: {size:,} bytes, its header says {expected:,}"
+    return None
 
 
 def _all_files_present(dataset_class, raw_folder):

@@ -101,7 +101,10 @@ def measure(model, name, dataset, cfg):
     metrics = {
         "model": name, "dataset": cfg.dataset, "likelihood": model.likelihood, "beta": model.beta,
         "latent_dims": model.latent_dims, "test_loss": loss["loss"], "mse_per_pixel": mse, "bce_nats": bce,
-        "knn_accuracy": knn_accuracy(train_codes, dataset.train_labels, test_codes, dataset.test_labels),
+        # With fewer training images than NEIGHBOURS (tiny data), every one of them votes.
+        "knn_neighbours": min(NEIGHBOURS, len(train_codes)),
+        "knn_accuracy": knn_accuracy(train_codes, dataset.train_labels, test_codes, dataset.test_labels,
+                                     k=min(NEIGHBOURS, len(train_codes))),
         "test_images_per_second": len(dataset.test_images) / seconds,
     }
     if name == "vae":

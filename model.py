@@ -125,3 +125,9 @@ def model_args(cfg):
 
 def build(name, cfg):
     return MODEL_CLASSES[name](**model_args(cfg))
+
+
+def parameter_count(name, args):
+    """How many parameters model `name` has with constructor arguments `args`, counted without allocating them."""
+    with torch.device("meta"):
+        return sum(parameter.numel() for parameter in MODEL_CLASSES[name](**args).parameters())

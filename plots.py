@@ -1,6 +1,7 @@
 """Every figure the scripts write, and where it goes: latent space, decoded manifold, image grids, training curves.
 
-matplotlib's object interface (Figure, not pyplot) draws straight to files: no display, no global state.
+matplotlib's object interface (Figure, not pyplot) draws straight to files: no display, no global state. Each
+function writes the path it is given; the scripts give temporaries (files.atomic_paths), so a set lands whole.
 """
 from pathlib import Path
 
@@ -11,7 +12,6 @@ from matplotlib.ticker import MaxNLocator
 from torchvision.utils import make_grid, save_image
 
 import data
-from files import atomic_path
 
 MANIFOLD_SIZE = 20  # the decoded manifold is a MANIFOLD_SIZE x MANIFOLD_SIZE grid
 GALLERY_PER_CLASS = 2  # test images per class in the reconstructions figure
@@ -96,8 +96,7 @@ def plot_manifold(model, codes, is_vae, title, path, size=MANIFOLD_SIZE):
 
 def save_grid(images, path, nrow):
     """Images (N, 1, 28, 28) as one PNG grid, nrow per row, 2 white pixels between them: exact pixel sizes."""
-    with atomic_path(path) as tmp:
-        save_image(images.cpu(), tmp, nrow=nrow, padding=2, pad_value=1.0)
+    save_image(images.cpu(), path, nrow=nrow, padding=2, pad_value=1.0)
 
 
 def gallery_indices(labels, per_class=GALLERY_PER_CLASS):
@@ -143,5 +142,4 @@ def plot_training_curves(history, is_vae, title, path):
 
 def _save_figure(fig, path):
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
+    fig.savefig(path, dpi=110)

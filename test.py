@@ -4,17 +4,20 @@
     python test.py --dataset fashion-mnist --model vae --iw-samples 100
 Each model is rebuilt from the config stored in its checkpoint, so no training flags need repeating.
 """
-import json
-
-import torch
-
-import checkpoints
 import cli
-import config
-import data
-import plots
-from files import atomic_path
-from metrics import NEIGHBOURS, measure
+
+cli.catch_interrupts()  # before torch loads: a Ctrl-C or SIGTERM from the first second on is one line
+
+import json  # noqa: E402
+
+import torch  # noqa: E402
+
+import checkpoints  # noqa: E402
+import config  # noqa: E402
+import data  # noqa: E402
+import plots  # noqa: E402
+from files import atomic_paths, check_writable  # noqa: E402
+from metrics import measure  # noqa: E402
 
 
 def report(metrics, epochs):
@@ -28,7 +31,7 @@ def report(metrics, epochs):
                  ("-log p(x) <=", f"{m['iw_nll_nats']:.2f} nats per image (importance-weighted, "
                                   f"k = {m['iw_samples']}, {m['iw_seconds']:.1f} s)"),
                  ("active units", f"{m['active_units']} of {m['latent_dims']}")]
-    rows += [(f"{NEIGHBOURS}-NN accuracy", f"{m['knn_accuracy']:.4f} (on latent codes)"),
+    rows += [(f"{m['knn_neighbours']}-NN accuracy", f"{m['knn_accuracy']:.4f} (on latent codes)"),
              ("speed", f"{m['test_images_per_second']:,.0f} test images/s (loss pass)")]
     heading = (f"{m['model']} on {m['dataset']} ({m['likelihood']} likelihood, beta {m['beta']:g}, "
                f"latent {m['latent_dims']}, {epochs} epochs)")
@@ -41,28 +44,29 @@ def main():
     device = cli.resolve_device(cfg.device)
     names = config.models(cfg.model)
     loaded = {name: checkpoints.load(cfg, name, overrides, device, needs=("history",)) for name in names}
+    check_writable(cfg.plot_dir, "--plot-dir")
     dataset = data.load(cfg.dataset, cfg.data_root, device)
     for name, (model, checkpoint, model_cfg) in loaded.items():
         torch.manual_seed(model_cfg.seed)  # the VAE's loss and bound sample z: seeded, they repeat
         metrics, codes = measure(model, name, dataset, model_cfg)
-        print(report(metrics, len(checkpoint["history"])))
+        print(report(metrics, len(checkpoint["history"])), flush=True)
         title = f"{name.upper()} on {model_cfg.dataset} (latent {model.latent_dims})"
         outputs = {what: plots.output_path(model_cfg, name, what) for what in (
             "metrics.json", "latent_space.png", "reconstructed_manifold.png", "reconstructions.png",
             "training_curves.png") + (("samples.png",) if name == "vae" else ())}
-        with atomic_path(outputs["metrics.json"]) as tmp:
-            tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-        what_codes = "test-set latent means" if name == "vae" else "test-set codes"
-        plots.plot_latent_space(codes, dataset.test_labels, dataset.classes, f"{title}: {what_codes}",
-                                outputs["latent_space.png"])
-        plots.plot_manifold(model, codes, name == "vae", f"{title}: decoded latent grid",
-                            outputs["reconstructed_manifold.png"])
-        plots.plot_reconstructions(model, dataset.test_images, dataset.test_labels, outputs["reconstructions.png"])
-        plots.plot_training_curves(checkpoint["history"], name == "vae", title, outputs["training_curves.png"])
-        if name == "vae":
-            plots.plot_samples(model, outputs["samples.png"])
-        print(f"  wrote {', '.join(str(path) for path in outputs.values())}")
-
+        with atomic_paths(outputs.values()) as temporaries:  # the model's whole set, or none of it
+            write = dict(zip(outputs, temporaries))
+            write["metrics.json"].write_text(json.dumps(metrics, indent=2) + "\n")
+            what_codes = "test-set latent means" if name == "vae" else "test-set codes"
+            plots.plot_latent_space(codes, dataset.test_labels, dataset.classes, f"{title}: {what_codes}",
+                                    write["latent_space.png"])
+            plots.plot_manifold(model, codes, name == "vae", f"{title}: decoded latent grid",
+                                write["reconstructed_manifold.png"])
+            plots.plot_reconstructions(model, dataset.test_images, dataset.test_labels, write["reconstructions.png"])
+            plots.plot_training_curves(checkpoint["history"], name == "vae", title, write["training_curves.png"])
+            if name == "vae":
+                plots.plot_samples(model, write["samples.png"])
+        print(f"  wrote {', '.join(str(path) for path in outputs.values())}", flush=True)
 
 if __name__ == "__main__":
     cli.run(main)

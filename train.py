@@ -1,30 +1,82 @@
-"""Train the Autoencoder and the Variational Autoencoder; one checkpoint per model in ckpts/.
+"""Train the Autoencoder and the Variational Autoencoder; one checkpoint per model in ckpts/, written every epoch.
 
     python train.py                                  # both models, MNIST, 5 epochs
     python train.py --model vae --dataset fashion-mnist --latent-dims 8
-    python train.py --resume --epochs 10             # continue both runs to 10 epochs
+    python train.py --resume --epochs 10             # continue both runs to 10 epochs (or an interrupted run)
 """
-import math
-import time
-
-import torch
-from tqdm import tqdm
-
-import checkpoints
 import cli
-import config
-import data
-from cli import UserError
-from loop import make_optimizer, train_epoch
-from metrics import evaluate
-from model import build
+
+cli.catch_interrupts()  # before torch loads: a Ctrl-C or SIGTERM from the first second on is one line
+
+import math  # noqa: E402
+import os  # noqa: E402
+import time  # noqa: E402
+
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+import checkpoints  # noqa: E402
+import config  # noqa: E402
+import data  # noqa: E402
+from cli import UserError  # noqa: E402
+from files import check_writable  # noqa: E402
+from loop import make_optimizer, train_epoch  # noqa: E402
+from metrics import evaluate  # noqa: E402
+from model import PIXELS, build, model_args, parameter_count  # noqa: E402
+
+BYTES_PER_PARAMETER = 16  # float32 weight, gradient and Adam's two moments
+LARGEST_SPLIT = 60_000  # no batch holds more images than this
 
 
-def fit(name, cfg, overrides, dataset, device):
+def check_fits(name, cfg, device):
+    """Refuse a model too large for this machine's memory now, rather than with an allocator's traceback later."""
+    parameters = parameter_count(name, model_args(cfg))
+    rows = min(cfg.batch_size, LARGEST_SPLIT)
+    # Activations: a few float32 copies of each layer's output per image, forward and backward.
+    needed = BYTES_PER_PARAMETER * parameters + 4 * 8 * rows * (PIXELS + cfg.hidden_dims + cfg.latent_dims)
+    if device.type == "cuda":
+        available, where = torch.cuda.mem_get_info(device)[1], f"{device}'s memory"
+    else:
+        available, where = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine's memory"
+    if needed > available:
+        raise UserError(f"the {name.upper()} is too large: about {needed / 2**30:,.1f} GiB for {parameters:,} parameters "
+                        f"and batches of {rows}, more than {where} ({available / 2**30:,.1f} GiB); "
+                        "use smaller --hidden-dims, --latent-dims or --batch-size")
+
+
+def plan(name, cfg, overrides, device):
+    """What training `name` starts from, checked before any work: the checkpoint to resume (model, checkpoint, cfg),
+    None for a fresh run, or "done" when a resumed run already holds --epochs epochs.
+
+    --resume starts a model that has no checkpoint yet afresh (saying so), so that it continues a `--model both` run
+    that was stopped before its second model began.
+    """
+    path = checkpoints.path(cfg, name)
+    if cfg.resume and path.exists():
+        resumed = checkpoints.resume(cfg, name, overrides, device)
+        return "done" if len(resumed[1]["history"]) == resumed[2].epochs else resumed
+    if cfg.resume:
+        print(f"{path} does not exist: the {name.upper()} starts from scratch")
+    held = checkpoints.epochs_in(cfg, name)
+    if held > cfg.epochs and not cfg.overwrite:
+        raise UserError(f"{path} holds {held} epochs of training, and this run would replace it with {cfg.epochs}: "
+                        f"continue it with --resume --epochs N, train elsewhere with --ckpt-dir, or pass --overwrite")
+    check_fits(name, cfg, device)
+    return None
+
+
+def on_disk(path, epochs):
+    """What the checkpoint at `path` holds for the user to continue from, in words."""
+    if epochs:
+        return f"{path} holds epochs 1-{epochs}; continue with --resume"
+    return f"{path} is as it was" if path.exists() else f"no checkpoint was written to {path}"
+
+
+def fit(name, cfg, dataset, device, resumed):
     path = checkpoints.path(cfg, name)
     torch.manual_seed(cfg.seed)  # the same weights and batches whichever other models run beside this one
-    if cfg.resume:
-        model, checkpoint, cfg = checkpoints.resume(cfg, name, overrides, device)
+    if resumed:
+        model, checkpoint, cfg = resumed
         history = checkpoint["history"]
     else:
         model, checkpoint, history = build(name, cfg).to(device), None, []
@@ -38,39 +90,57 @@ def fit(name, cfg, overrides, dataset, device):
 
     train_count = len(dataset.train_images)
     batches_per_epoch = math.ceil(train_count / cfg.batch_size)
-    first_epoch = len(history) + 1
-    resumed = f", resuming after epoch {first_epoch - 1}" if history else ""
-    print(f"Training {name.upper()} on {cfg.dataset} for {cfg.epochs} epochs on {device}{resumed} "
-          f"(latent {cfg.latent_dims}, batch {cfg.batch_size}, {train_count} train images)")
-    with tqdm(range(first_epoch, cfg.epochs + 1), desc=name, unit="epoch", disable=None) as epoch_bar, \
-            tqdm(total=batches_per_epoch, unit="batch", leave=False, disable=None) as batch_bar:
-        for epoch in epoch_bar:
-            batch_bar.reset()
-            started = time.perf_counter()
-            train_loss = train_epoch(step, optimizer, dataset.train_images, cfg.batch_size, batch_bar, cfg.bf16).item()
-            seconds = time.perf_counter() - started
-            if not math.isfinite(train_loss):
-                raise UserError(
-                    f"{name}: the training loss became {train_loss} in epoch {epoch}; stopped, nothing written "
-                    f"({path} is as it was). Try a smaller --learning-rate"
-                )
-            test = evaluate(model, dataset.test_images)
-            history.append({"epoch": epoch, "train_loss": train_loss, "test_loss": test["loss"],
-                            "test_recon": test["recon"], "test_kl": test["kl"], "seconds": seconds})
-            tqdm.write(f"Epoch {epoch}/{cfg.epochs} - Test Loss: {test['loss']:.4f} - Train Loss: {train_loss:.4f}"
-                       f" - {seconds:.2f} s, {train_count / seconds:,.0f} samples/s")
-    checkpoints.save(cfg, name, model, optimizer, history)
-    print(f"Saved {path}")
+    saved = epoch = len(history)  # the epochs the checkpoint holds, of this line of training
+    resumed_text = f", resuming after epoch {saved}" if history else ""
+    try:
+        print(f"Training {name.upper()} on {cfg.dataset} for {cfg.epochs} epochs on {device}{resumed_text} "
+              f"(latent {cfg.latent_dims}, batch {cfg.batch_size}, {train_count} train images)", flush=True)
+        with tqdm(range(saved + 1, cfg.epochs + 1), desc=name, unit="epoch", disable=None) as epoch_bar, \
+                tqdm(total=batches_per_epoch, unit="batch", leave=False, disable=None) as batch_bar:
+            for epoch in epoch_bar:
+                batch_bar.reset()
+                started = time.perf_counter()
+                train_loss = train_epoch(step, optimizer, dataset.train_images, cfg.batch_size, batch_bar, cfg.bf16).item()
+                seconds = time.perf_counter() - started
+                if not math.isfinite(train_loss):
+                    raise UserError(f"{name}: the training loss became {train_loss} in epoch {epoch}; stopped, "
+                                    f"{on_disk(path, saved)}. Try a smaller --learning-rate")
+                test = evaluate(model, dataset.test_images)
+                history.append({"epoch": epoch, "train_loss": train_loss, "test_loss": test["loss"],
+                                "test_recon": test["recon"], "test_kl": test["kl"], "seconds": seconds})
+                with cli.signals_held():  # an interruption lands before or after this pair, never between
+                    checkpoints.save(cfg, name, model, optimizer, history)
+                    saved = epoch
+                tqdm.write(f"Epoch {epoch}/{cfg.epochs} - Test Loss: {test['loss']:.4f} - Train Loss: {train_loss:.4f}"
+                           f" - {seconds:.2f} s, {train_count / seconds:,.0f} samples/s")
+    except KeyboardInterrupt:
+        where = f"in epoch {epoch}" if epoch > saved else f"after epoch {epoch}" if epoch else "before epoch 1"
+        raise cli.Stopped(f"{name.upper()} {where}; {on_disk(path, saved)}") from None
+    except BrokenPipeError:
+        raise cli.Stopped(f"standard output was closed (e.g. by `| head`); {name.upper()}: {on_disk(path, saved)}") from None
+    print(f"Saved {path} ({saved} epochs)", flush=True)
 
 
 def main():
-    keys = ("model", "dataset", "device", "seed", "epochs", "batch_size", "learning_rate", "resume", "compile",
-            "bf16", "latent_dims", "hidden_dims", "likelihood", "beta", "data_root", "ckpt_dir")
+    keys = ("model", "dataset", "device", "seed", "epochs", "batch_size", "learning_rate", "resume", "overwrite",
+            "compile", "bf16", "latent_dims", "hidden_dims", "likelihood", "beta", "data_root", "ckpt_dir")
     cfg, overrides = config.parse(keys, description=__doc__)
     device = cli.resolve_device(cfg.device)
+    plans = {name: plan(name, cfg, overrides, device) for name in config.models(cfg.model)}
+    for name in [name for name, start in plans.items() if start == "done"]:
+        print(f"{checkpoints.path(cfg, name)} already holds {cfg.epochs} epochs: nothing to train")
+        del plans[name]
+    if not plans:
+        return
+    check_writable(cfg.ckpt_dir, "--ckpt-dir")
     dataset = data.load(cfg.dataset, cfg.data_root, device)
-    for name in config.models(cfg.model):
-        fit(name, cfg, overrides, dataset, device)
+    names = list(plans)
+    for index, (name, start) in enumerate(plans.items()):
+        try:
+            fit(name, cfg, dataset, device, start)
+        except cli.Stopped as stop:
+            later = " and ".join(later.upper() for later in names[index + 1 :])
+            raise cli.Stopped(f"{stop}{f'; the {later} did not start' if later else ''}") from None
 
 
 if __name__ == "__main__":

@@ -6,17 +6,20 @@ Per model: a GIF from --start to --end and back, and a still with one row per pa
     python visualize.py                          # class 0 -> class 9, both models, MNIST
     python visualize.py --start 3 --end 8 --dataset fashion-mnist
 """
-import imageio.v3 as iio
-import torch
-import torch.nn.functional as F
-
-import checkpoints
 import cli
-import config
-import data
-from cli import UserError
-from files import atomic_path
-from plots import output_path, save_grid
+
+cli.catch_interrupts()  # before torch loads: a Ctrl-C or SIGTERM from the first second on is one line
+
+import imageio.v3 as iio  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import checkpoints  # noqa: E402
+import config  # noqa: E402
+import data  # noqa: E402
+from cli import UserError  # noqa: E402
+from files import atomic_paths, check_writable  # noqa: E402
+from plots import output_path, save_grid  # noqa: E402
 
 STEPS = 100  # decoded points between the two codes; the GIF plays them forward then back
 UPSCALE = 8  # a 28-pixel digit becomes 224 pixels, visible on any screen
@@ -28,7 +31,8 @@ def first_of_class(images, labels, label):
     """The first test image of a class, (1, 28, 28) uint8."""
     matches = (labels == label).nonzero()
     if len(matches) == 0:
-        raise UserError(f"the test set has no image of class {label}")
+        present = ", ".join(map(str, labels.unique().tolist()))
+        raise UserError(f"the test set has no image of class {label} (it has classes {present}); choose --start and --end among those")
     return images[matches[0]]
 
 
@@ -50,11 +54,13 @@ def gif_frames(images):
     return frames.mul(255).round().to(torch.uint8).cpu().numpy()
 
 
-def interpolation_rows(model, images, labels, classes, steps=STILL_STEPS):
-    """Images (classes * steps, 1, 28, 28): row c runs from the first image of class c to that of class c + 1."""
-    firsts = [first_of_class(images, labels, label) for label in range(classes)]
-    return torch.cat([interpolate(model, firsts[label], firsts[(label + 1) % classes], steps)
-                      for label in range(classes)])
+def interpolation_rows(model, images, labels, steps=STILL_STEPS):
+    """Images (classes * steps, 1, 28, 28): a row from the first image of each class in the test set to that of the
+    next class present (0 -> 1, ..., 9 -> 0 when all ten are there)."""
+    classes = labels.unique().tolist()
+    firsts = [first_of_class(images, labels, label) for label in classes]
+    return torch.cat([interpolate(model, firsts[index], firsts[(index + 1) % len(classes)], steps)
+                      for index in range(len(classes))])
 
 
 def main():
@@ -63,23 +69,23 @@ def main():
     device = cli.resolve_device(cfg.device)
     names = config.models(cfg.model)
     loaded = {name: checkpoints.load(cfg, name, overrides, device) for name in names}
+    check_writable(cfg.plot_dir, "--plot-dir")
     dataset = data.load(cfg.dataset, cfg.data_root, device)
     start_image = first_of_class(dataset.test_images, dataset.test_labels, cfg.start)
     end_image = first_of_class(dataset.test_images, dataset.test_labels, cfg.end)
     for name, (model, _, model_cfg) in loaded.items():
         frames = gif_frames(interpolate(model, start_image, end_image))
-        path = output_path(model_cfg, name, f"interpolation_{cfg.start}_to_{cfg.end}.gif")
-        with atomic_path(path) as tmp:
-            # loop=0: forever. Pillow stores identical neighbouring frames once, with their durations added.
-            iio.imwrite(tmp, frames, duration=FRAME_MS, loop=0)
-        seconds = len(frames) * FRAME_MS / 1000
-        print(f"{name}: wrote {path} ({len(frames)} frames, {seconds:.1f} s, "
-              f"{dataset.classes[cfg.start]} -> {dataset.classes[cfg.end]} and back)")
+        gif = output_path(model_cfg, name, f"interpolation_{cfg.start}_to_{cfg.end}.gif")
         still = output_path(model_cfg, name, "interpolations.png")
-        rows = interpolation_rows(model, dataset.test_images, dataset.test_labels, len(dataset.classes))
-        save_grid(rows, still, nrow=STILL_STEPS)
-        print(f"{name}: wrote {still} (one row per pair of neighbouring classes)")
-
+        with atomic_paths([gif, still]) as (gif_temporary, still_temporary):
+            # loop=0: forever. Pillow stores identical neighbouring frames once, with their durations added.
+            iio.imwrite(gif_temporary, frames, duration=FRAME_MS, loop=0)
+            save_grid(interpolation_rows(model, dataset.test_images, dataset.test_labels), still_temporary,
+                      nrow=STILL_STEPS)
+        seconds = len(frames) * FRAME_MS / 1000
+        print(f"{name}: wrote {gif} ({len(frames)} frames, {seconds:.1f} s, "
+              f"{dataset.classes[cfg.start]} -> {dataset.classes[cfg.end]} and back)")
+        print(f"{name}: wrote {still} (one row per pair of neighbouring classes)", flush=True)
 
 if __name__ == "__main__":
     cli.run(main)

@@ -1,28 +1,83 @@
+import os
+import signal
+
 import pytest
 import torch
 
 import cli
 from cli import UserError
+from conftest import ROOT, run_python
+
+
+def exit_code(main):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run(main)
+    return exit_info.value.code
 
 
 def test_run_turns_user_errors_into_one_line_and_a_nonzero_exit():
     def main():
         raise UserError("something the user can fix")
 
-    with pytest.raises(SystemExit) as exit_info:
-        cli.run(main)
-    assert exit_info.value.code == "error: something the user can fix"
+    assert exit_code(main) == "error: something the user can fix"
+
+
+@pytest.mark.parametrize("raised, code, phrase", [
+    (cli.Stopped("VAE in epoch 3; ckpts/mnist_vae.pt holds epochs 1-2"), 130, "stopped: VAE in epoch 3; ckpts/mnist_vae"),
+    (KeyboardInterrupt(), 130, "interrupted: files written so far are whole"),
+    (BrokenPipeError(), 1, "stopped: standard output was closed"),
+])
+def test_run_ends_interruptions_in_one_line(capsys, monkeypatch, raised, code, phrase):
+    monkeypatch.setattr(cli, "_quiet_stdout", lambda: None)  # pytest's stdout is not ours to close
+
+    def main():
+        raise raised
+
+    assert exit_code(main) == code
+    err = capsys.readouterr().err
+    assert err.startswith(phrase) and err.count("\n") == 1
+
+
+def test_signals_held_arrive_after_the_block():
+    events = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: events.append("signal"))
+    try:
+        with cli.signals_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            events.append("block done")
+        events.append("after")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert events == ["block done", "signal", "after"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interruption_while_torch_imports_is_one_line(signum):
+    # The signal is sent from inside, at the point a script is at when its imports begin: deterministic, no sleep.
+    code = f"import cli; cli.catch_interrupts(); import os; os.kill(os.getpid(), {int(signum)}); import torch"
+    result = run_python("-c", code, cwd=ROOT)
+    assert result.returncode == cli.INTERRUPTED
+    assert result.stderr == "interrupted before any work began; nothing was written\n"
 
 
 @pytest.mark.parametrize("name, phrase", [
-    ("tpu", "unknown device 'tpu': use auto, cpu, cuda or mps"),
+    ("tpu", "unknown device 'tpu': use auto, cpu, cuda, cuda:N or mps"),
+    ("meta", "unknown device 'meta'"),
+    ("xpu", "unknown device 'xpu'"),
     ("cuda", "--device cuda: CUDA is not available on this machine; use --device cpu"),
-    ("cuda:1", "--device cuda:1: CUDA is not available"),
 ])
 def test_a_device_this_machine_lacks_is_refused_before_any_work(monkeypatch, name, phrase):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(UserError, match=phrase):
         cli.resolve_device(name)
+
+
+def test_a_gpu_index_past_the_last_gpu_is_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(UserError, match="this machine has 1 CUDA device"):
+        cli.resolve_device("cuda:1")
+    assert cli.resolve_device("cuda:0") == torch.device("cuda:0")
 
 
 def test_auto_is_the_cpu_without_an_accelerator(monkeypatch):

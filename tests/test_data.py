@@ -65,9 +65,28 @@ def test_fashion_mnist_is_found_in_the_debian_folder_without_a_download(tmp_path
     assert not list((tmp_path / "data" / "FashionMNIST" / "raw").glob("tmp*"))  # no scratch folder left
 
 
-@pytest.mark.parametrize("name", ["train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"])
-def test_truncated_idx_file_gets_a_clear_message(data_root, name):
-    path = data_root / "MNIST" / "raw" / name
-    path.write_bytes(path.read_bytes()[:-500] if "images" in name else path.read_bytes()[:20])
-    with pytest.raises(UserError, match="corrupt or truncated|expected matching counts"):
+@pytest.mark.parametrize("name, cut, phrase", [
+    ("train-images-idx3-ubyte", lambda payload: payload[:-500], "is truncated: 234,716 bytes, its header says 235,216"),
+    ("t10k-labels-idx1-ubyte", lambda payload: payload[:20], "is truncated: 20 bytes, its header says 108"),
+    ("t10k-labels-idx1-ubyte", lambda payload: payload + b"x", "is longer than its header says"),
+    ("train-labels-idx1-ubyte", lambda payload: payload[:6], "is truncated inside its header"),
+    ("t10k-images-idx3-ubyte", lambda payload: b"PK" + payload[2:], "is not an IDX file of unsigned bytes"),
+])
+def test_a_damaged_idx_file_is_named_and_nothing_is_deleted(data_root, name, cut, phrase):
+    raw = data_root / "MNIST" / "raw"
+    path = raw / name
+    path.write_bytes(cut(path.read_bytes()))
+    before = sorted(raw.iterdir())
+    with pytest.raises(UserError) as error:
         data.load("mnist", data_root, torch.device("cpu"))
+    assert str(error.value).startswith(f"{path} {phrase}") and "; put a good copy there" in str(error.value)
+    assert "delete" not in str(error.value) and sorted(raw.iterdir()) == before
+
+
+def test_images_and_labels_that_disagree_in_count(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    write_idx(raw, test_count=100)
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(write_idx(tmp_path / "other", test_count=90).joinpath(
+        "t10k-labels-idx1-ubyte").read_bytes())
+    with pytest.raises(UserError, match="the test IDX files .* hold \\(100, 28, 28\\) images and 90 labels"):
+        data.load("mnist", tmp_path, torch.device("cpu"))
