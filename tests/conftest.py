@@ -1,6 +1,7 @@
 """Shared fixtures: tiny IDX datasets written by the tests, and a runner for the scripts as subprocesses."""
 import gzip
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,42 @@ def run_python(*argv, cwd):
 def run_script(script, *args, cwd):
     """Run one of the project's scripts on the CPU."""
     return run_python(ROOT / script, "--device", "cpu", *args, cwd=cwd)
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory):
+    """A folder with tiny MNIST in data/, where train.py has run once for 1 epoch: ckpts/mnist_{ae,vae}.pt.
+    Shared by every test: a test that changes files works on a `scratch` copy."""
+    folder = tmp_path_factory.mktemp("run")
+    write_idx(folder / "data" / "MNIST" / "raw")
+    result = run_script("train.py", "--epochs", "1", "--batch-size", "64", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+@pytest.fixture
+def scratch(workspace, tmp_path):
+    """A copy of the workspace that a test may change."""
+    shutil.copytree(workspace, tmp_path / "run")
+    return tmp_path / "run"
+
+
+def load(path):
+    return torch.load(path, weights_only=True)
+
+
+def run_main(module, *args):
+    """Run a script's main() in this process exactly as its __main__ does: what it exits with (None: success)."""
+    import cli
+
+    argv = [f"{module.__name__}.py", "--device", "cpu", *map(str, args)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", argv)
+        try:
+            cli.run(module.main)
+        except SystemExit as exit_info:
+            return exit_info.code
+    return None
 
 
 def grid_size(columns, rows):

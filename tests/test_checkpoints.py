@@ -1,5 +1,7 @@
 """The checkpoint format: what save() writes, load() rebuilds, and every file load() refuses, in one line."""
+import errno
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -101,6 +103,35 @@ def test_what_is_wrong_is_read_from_the_contents(tmp_path, change, phrase):
     cfg = saved(tmp_path)
     rewrite(cfg, "vae", change)
     assert phrase in refusal(cfg)
+
+
+def test_a_checkpoint_of_another_dataset_under_this_datasets_name(tmp_path):
+    cfg = saved(tmp_path, dataset="fashion-mnist")
+    mnist = config.parse(("ckpt_dir",), ["--ckpt-dir", str(tmp_path)])[0]
+    checkpoints.path(mnist, "vae").write_bytes(checkpoints.path(cfg, "vae").read_bytes())  # renamed by hand
+    assert "it was trained on fashion-mnist, not on mnist as its name says" in refusal(mnist)
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    cfg = saved(tmp_path)
+    before = checkpoints.path(cfg, "vae").read_bytes()
+
+    def no_space(self, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+
+    monkeypatch.setattr(Path, "write_bytes", no_space)
+    with pytest.raises(UserError, match=r"could not write .*mnist_vae\.pt \(No space left on device\); not updated"):
+        saved(tmp_path, epochs=5)
+    monkeypatch.undo()
+    assert checkpoints.path(cfg, "vae").read_bytes() == before and len(list(tmp_path.iterdir())) == 1
+
+
+def test_epochs_in_counts_what_a_run_would_lose(tmp_path):
+    cfg = saved(tmp_path, epochs=3)
+    assert checkpoints.epochs_in(cfg, "vae") == 3
+    assert checkpoints.epochs_in(cfg, "ae") == 0  # no file
+    checkpoints.path(cfg, "ae").write_bytes(b"damaged")
+    assert checkpoints.epochs_in(cfg, "ae") == 0
 
 
 def test_each_caller_gets_the_parts_it_needs_named(tmp_path):

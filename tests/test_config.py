@@ -44,6 +44,11 @@ def test_defaults_and_overrides():
         (["--dataset", "cifar"], "unknown dataset 'cifar'"),
         (["--likelihood", "poisson"], "unknown likelihood"),
         (["--start", "12"], "--start must be a class index"),
+        (["--epochs", "10000000000000000000"], "--epochs 10000000000000000000 is too large: at most 1,000,000"),
+        (["--seed", "100000000000000000000"], "--seed 100000000000000000000 is too large"),
+        (["--seed", "-1"], "--seed must be zero or positive"),
+        (["--hidden-dims", "1000000000000"], "--hidden-dims 1000000000000 is too large"),
+        (["--batch-size", "10000000000"], "--batch-size 10000000000 is too large"),
     ],
 )
 def test_bad_values_are_refused(argv, phrase):

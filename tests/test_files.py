@@ -1,6 +1,13 @@
+import errno
+import os
+import subprocess
+import sys
+
 import pytest
 
-from files import atomic_path
+import files
+from cli import UserError
+from files import atomic_path, atomic_paths
 
 
 def test_atomic_path_keeps_the_old_file_when_the_write_fails(tmp_path):
@@ -15,3 +22,60 @@ def test_atomic_path_keeps_the_old_file_when_the_write_fails(tmp_path):
     with atomic_path(target) as tmp:
         tmp.write_bytes(b"new")
     assert target.read_bytes() == b"new" and list(tmp_path.iterdir()) == [target]
+
+
+def no_space(path):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+
+def test_a_full_disk_leaves_the_whole_old_set_and_names_the_file(tmp_path):
+    paths = [tmp_path / "a.png", tmp_path / "b.png", tmp_path / "c.json"]
+    for path in paths:
+        path.write_text("old")
+    with pytest.raises(UserError) as error:
+        with atomic_paths(paths) as temporaries:
+            temporaries[0].write_text("new")
+            no_space(temporaries[1])  # the second file of the set does not fit
+    assert str(error.value) == (f"could not write {paths[1]} (No space left on device); "
+                                f"not updated: {paths[0]}, {paths[1]}, {paths[2]}")
+    assert [path.read_text() for path in paths] == ["old"] * 3
+    assert sorted(tmp_path.iterdir()) == sorted(paths)
+
+
+def test_a_rename_that_fails_midway_names_what_was_not_updated(tmp_path, monkeypatch):
+    paths = [tmp_path / "a.png", tmp_path / "b.png"]
+    replace, calls = os.replace, []
+
+    def second_fails(source, target):
+        calls.append(target)
+        if len(calls) == 2:
+            raise OSError(errno.EIO, os.strerror(errno.EIO), str(source))
+        replace(source, target)
+
+    monkeypatch.setattr(files.os, "replace", second_fails)
+    with pytest.raises(UserError, match=f"not updated: {paths[1]}$"):
+        with atomic_paths(paths) as temporaries:
+            for temporary in temporaries:
+                temporary.write_text("new")
+    assert paths[0].read_text() == "new" and not paths[1].exists() and sorted(tmp_path.iterdir()) == [paths[0]]
+
+
+def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its process id now belongs to no process
+    stale = tmp_path / f".model.{dead.pid}.tmp.pt"
+    live = tmp_path / f".model.{os.getppid()}.tmp.pt"  # a writer still running keeps its temporary
+    stale.write_bytes(b"half")
+    live.write_bytes(b"in progress")
+    with atomic_path(tmp_path / "model.pt") as tmp:
+        tmp.write_bytes(b"new")
+    assert sorted(tmp_path.iterdir()) == sorted([live, tmp_path / "model.pt"])
+
+
+@pytest.mark.parametrize("where", ["file", "file/under"])
+def test_check_writable_refuses_a_folder_that_cannot_be(tmp_path, where):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UserError, match=f"cannot write to {tmp_path / where} \\(.+\\); choose another folder with --plot-dir"):
+        files.check_writable(tmp_path / where, "--plot-dir")
+    files.check_writable(tmp_path / "new" / "folder", "--plot-dir")
+    assert list((tmp_path / "new" / "folder").iterdir()) == []  # created, and the probe is gone

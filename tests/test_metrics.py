@@ -82,3 +82,16 @@ def test_knn_accuracy_on_separated_clusters_and_on_random_labels():
 def test_active_units_counts_dims_whose_means_vary():
     codes = torch.cat([torch.randn(1000, 3), torch.randn(1000, 2) * 0.05], 1)  # variances 1, 1, 1, 0.0025, 0.0025
     assert active_units(codes) == 3
+
+
+def test_measure_on_fewer_training_images_than_neighbours():
+    from types import SimpleNamespace
+
+    from metrics import NEIGHBOURS, measure
+
+    model = tiny_vae()
+    dataset = SimpleNamespace(train_images=tiny_images(3), train_labels=torch.tensor([0, 1, 2]),
+                              test_images=tiny_images(4, seed=1), test_labels=torch.tensor([0, 1, 2, 0]))
+    metrics, codes = measure(model, "vae", dataset, SimpleNamespace(dataset="mnist", iw_samples=2))
+    assert NEIGHBOURS > 3 and metrics["knn_neighbours"] == 3 and codes.shape == (4, 2)
+    assert metrics["knn_accuracy"] in (0, 0.25, 0.5, 0.75, 1)

@@ -1,4 +1,4 @@
-"""train.py -> test.py -> visualize.py end to end, as subprocesses on tiny generated data, and every bad input."""
+"""train.py -> test.py -> visualize.py end to end, as subprocesses on tiny generated data, as a user runs them."""
 import json
 import sys
 
@@ -7,26 +7,9 @@ import pytest
 import torch
 from PIL import Image, ImageSequence
 
-import cli
-import train
 import visualize
-from conftest import assert_clean_failure, grid_size, png_size, run_script, write_idx
-from model import AutoEncoder
+from conftest import assert_clean_failure, grid_size, load, png_size, run_main, run_script, write_idx
 from visualize import FRAME_MS, STEPS, STILL_STEPS
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    """A folder with tiny MNIST in data/, where train.py has run once for 1 epoch."""
-    folder = tmp_path_factory.mktemp("run")
-    write_idx(folder / "data" / "MNIST" / "raw")
-    result = run_script("train.py", "--epochs", "1", "--batch-size", "64", cwd=folder)
-    assert result.returncode == 0, result.stderr
-    return folder
-
-
-def load(path):
-    return torch.load(path, weights_only=True)
 
 
 def test_train_writes_a_checkpoint_per_model_with_config_and_history(workspace):
@@ -96,30 +79,19 @@ def test_seeded_runs_repeat_and_resume_continues_exactly(tmp_path):
         assert torch.equal(weight, resumed["weights"][key]), key
 
 
-def run_main(module, *args):
-    """Run a script's main() in this process exactly as its __main__ does; returns what it exits with."""
-    argv = [f"{module.__name__}.py", "--device", "cpu", *map(str, args)]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys, "argv", argv)
-        with pytest.raises(SystemExit) as exit_info:
-            cli.run(module.main)
-    return exit_info.value.code
-
-
-def test_resume_refuses_a_different_latent_size_and_keeps_the_checkpoint(workspace):
-    before = (workspace / "ckpts" / "mnist_vae.pt").read_bytes()
-    message = run_main(train, "--model", "vae", "--resume", "--epochs", "2", "--latent-dims", "3",
-                       "--data-root", workspace / "data", "--ckpt-dir", workspace / "ckpts")
-    assert "--latent-dims 3 (checkpoint: 2)" in message
-    assert (workspace / "ckpts" / "mnist_vae.pt").read_bytes() == before
-
-
 def test_a_missing_checkpoint_is_one_line_from_test_and_visualize(workspace, tmp_path):
     # Every refusal of checkpoints.load is tested in-process in test_checkpoints; here: the scripts pass it on.
     message = run_main(visualize, "--ckpt-dir", tmp_path, "--data-root", workspace / "data")
     assert message.startswith("error: no checkpoint at") and "python train.py --model ae --dataset mnist" in message
     result = run_script("test.py", "--ckpt-dir", tmp_path, cwd=workspace)  # `import test` would be Python's own package
     assert_clean_failure(result, "no checkpoint at", "python train.py --model ae --dataset mnist")
+
+
+def test_test_refuses_a_plot_folder_it_cannot_write_before_measuring(workspace, tmp_path):
+    (tmp_path / "plots").write_text("")
+    result = run_script("test.py", "--plot-dir", tmp_path / "plots", cwd=workspace)
+    assert_clean_failure(result, f"cannot write to {tmp_path / 'plots'}")
+    assert result.stdout == ""  # no metric was computed first
 
 
 def test_bad_flag_values_exit_cleanly_from_every_script(workspace):
@@ -129,17 +101,3 @@ def test_bad_flag_values_exit_cleanly_from_every_script(workspace):
         ("visualize.py", ("--end", "10"), "--end must be a class index"),
     ]:
         assert_clean_failure(run_script(script, *args, cwd=workspace), phrase)
-
-
-def test_nan_loss_stops_training_and_keeps_the_old_checkpoint(workspace, monkeypatch, capsys):
-    path = workspace / "ckpts" / "mnist_ae.pt"
-    before = path.read_bytes()
-
-    def nan_reconstruction(self, logits, x):
-        return logits.sum(1) * float("nan")
-
-    monkeypatch.setattr(AutoEncoder, "reconstruction_loss", nan_reconstruction)
-    message = run_main(train, "--model", "ae", "--epochs", "1", "--data-root", workspace / "data",
-                       "--ckpt-dir", workspace / "ckpts")
-    assert "training loss became nan in epoch 1" in message
-    assert path.read_bytes() == before

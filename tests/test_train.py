@@ -1,0 +1,85 @@
+"""train.py's decisions, in-process: what it refuses before any work, what it skips, what a failure leaves on disk."""
+import pytest
+
+import train
+from conftest import load, run_main
+from model import AutoEncoder
+
+
+def run_train(folder, *args):
+    return run_main(train, "--data-root", folder / "data", "--ckpt-dir", folder / "ckpts", "--batch-size", "64", *args)
+
+
+def test_the_quick_start_run_twice_in_a_row_just_trains_again(scratch):
+    assert run_train(scratch, "--epochs", "1") is None
+    assert [entry["epoch"] for entry in load(scratch / "ckpts" / "mnist_vae.pt")["history"]] == [1]
+
+
+def test_a_fresh_run_refuses_to_replace_longer_training_unless_told(scratch, capsys):
+    assert run_train(scratch, "--model", "vae", "--epochs", "3") is None
+    before = (scratch / "ckpts" / "mnist_vae.pt").read_bytes()
+    message = run_train(scratch, "--model", "vae", "--epochs", "1")
+    assert message == (f"error: {scratch / 'ckpts' / 'mnist_vae.pt'} holds 3 epochs of training, and this run would "
+                       "replace it with 1: continue it with --resume --epochs N, train elsewhere with --ckpt-dir, "
+                       "or pass --overwrite")
+    assert (scratch / "ckpts" / "mnist_vae.pt").read_bytes() == before
+    assert run_train(scratch, "--model", "vae", "--epochs", "1", "--overwrite") is None
+    assert len(load(scratch / "ckpts" / "mnist_vae.pt")["history"]) == 1
+
+
+def test_resume_both_skips_the_model_already_there_and_trains_the_other(scratch, capsys):
+    assert run_train(scratch, "--model", "vae", "--epochs", "2", "--resume") is None
+    ae_before = (scratch / "ckpts" / "mnist_ae.pt").read_bytes()
+    assert run_train(scratch, "--model", "both", "--epochs", "2", "--resume") is None  # exit 0
+    assert "mnist_vae.pt already holds 2 epochs: nothing to train" in capsys.readouterr().out
+    assert len(load(scratch / "ckpts" / "mnist_ae.pt")["history"]) == 2
+    assert (scratch / "ckpts" / "mnist_ae.pt").read_bytes() != ae_before
+
+
+def test_resume_refuses_a_different_latent_size_and_keeps_the_checkpoint(scratch):
+    before = (scratch / "ckpts" / "mnist_vae.pt").read_bytes()
+    message = run_train(scratch, "--model", "vae", "--resume", "--epochs", "2", "--latent-dims", "3")
+    assert "--latent-dims 3 (checkpoint: 2)" in message
+    assert (scratch / "ckpts" / "mnist_vae.pt").read_bytes() == before
+
+
+def test_resume_keeps_the_stored_model_args_over_todays_defaults(scratch):
+    import torch
+
+    path = scratch / "ckpts" / "mnist_vae.pt"
+    assert run_train(scratch, "--model", "vae", "--epochs", "1", "--hidden-dims", "32") is None
+    checkpoint = load(path)
+    checkpoint["config"].pop("hidden_dims")  # as a checkpoint of an older version might lack it
+    torch.save(checkpoint, path)
+    assert run_train(scratch, "--model", "vae", "--resume", "--epochs", "2") is None  # not rebuilt at 512
+    assert load(path)["model_args"]["hidden_dims"] == 32 and load(path)["config"]["hidden_dims"] == 32
+    assert run_train(scratch, "--model", "vae", "--resume", "--epochs", "3") is None  # and what it saved loads
+
+
+@pytest.mark.parametrize("flag, value", [("--hidden-dims", 2**30), ("--latent-dims", 2**30)])
+def test_a_model_too_large_for_memory_is_refused_before_any_work(scratch, flag, value):
+    message = run_train(scratch, "--model", "vae", flag, value)
+    assert message.startswith("error: the VAE is too large: about ") and "GiB" in message
+    assert f"use smaller --hidden-dims, --latent-dims or --batch-size" in message
+
+
+def test_a_checkpoint_folder_that_is_a_file_is_refused_before_training(scratch, capsys):
+    (scratch / "not-a-folder").write_text("")
+    for folder in (scratch / "not-a-folder", scratch / "not-a-folder" / "under"):
+        message = run_main(train, "--epochs", "1", "--data-root", scratch / "data", "--ckpt-dir", folder)
+        assert message.startswith(f"error: cannot write to {folder} (") and message.endswith("with --ckpt-dir")
+    assert "Epoch" not in capsys.readouterr().out  # refused before the first epoch
+
+
+def test_nan_loss_stops_training_and_keeps_the_old_checkpoint(scratch, monkeypatch):
+    path = scratch / "ckpts" / "mnist_ae.pt"
+    before = path.read_bytes()
+
+    def nan_reconstruction(self, logits, x):
+        return logits.sum(1) * float("nan")
+
+    monkeypatch.setattr(AutoEncoder, "reconstruction_loss", nan_reconstruction)
+    message = run_train(scratch, "--model", "ae", "--epochs", "1")
+    assert message == (f"error: ae: the training loss became nan in epoch 1; stopped, {path} is as it was. "
+                       "Try a smaller --learning-rate")
+    assert path.read_bytes() == before

@@ -1,0 +1,52 @@
+"""visualize.py in-process: what it refuses before writing, and a failed write that leaves the old files whole."""
+import errno
+import os
+
+import imageio.v3 as iio
+
+import visualize
+from conftest import grid_size, png_size, run_main
+from visualize import STILL_STEPS
+
+
+def run_visualize(folder, *args):
+    return run_main(visualize, "--data-root", folder / "data", "--ckpt-dir", folder / "ckpts",
+                    "--plot-dir", folder / "out", *args)
+
+
+def without_class(folder, label):
+    """Rewrite the tiny test split of `folder` with every image of class `label` relabelled as the next class."""
+    raw = folder / "data" / "MNIST" / "raw"
+    labels = bytearray((raw / "t10k-labels-idx1-ubyte").read_bytes())
+    labels[8:] = bytes((value + 1) % 10 if value == label else value for value in labels[8:])
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(bytes(labels))
+
+
+def test_a_class_missing_from_the_test_set(scratch):
+    without_class(scratch, 5)
+    message = run_visualize(scratch, "--start", "5")
+    assert message.startswith("error: the test set has no image of class 5 (it has classes 0, 1, 2, 3, 4, 6, 7, 8, 9)")
+    assert not (scratch / "out").exists() or not list((scratch / "out").iterdir())  # refused before any file
+    assert run_visualize(scratch, "--model", "vae") is None  # 0 -> 9 needs neither class 5 nor a full still
+    assert png_size(scratch / "out" / "mnist_vae_interpolations.png") == grid_size(STILL_STEPS, 9)  # 9 classes, 9 rows
+
+
+def test_a_full_disk_keeps_the_previous_gif_and_still(scratch, monkeypatch):
+    assert run_visualize(scratch, "--model", "vae") is None
+    outputs = [scratch / "out" / name for name in ("mnist_vae_interpolation_0_to_9.gif", "mnist_vae_interpolations.png")]
+    before = [path.read_bytes() for path in outputs]
+
+    def no_space(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(iio, "imwrite", no_space)
+    message = run_visualize(scratch, "--model", "vae")
+    assert message == (f"error: could not write {outputs[0]} (No space left on device); "
+                       f"not updated: {outputs[0]}, {outputs[1]}")
+    assert [path.read_bytes() for path in outputs] == before
+    assert sorted(path.name for path in (scratch / "out").iterdir()) == sorted(path.name for path in outputs)
+
+
+def test_a_plot_folder_that_is_a_file_is_refused_before_any_work(scratch):
+    (scratch / "out").write_text("")
+    assert run_visualize(scratch) == f"error: cannot write to {scratch / 'out'} (File exists); choose another folder with --plot-dir"
