@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 
-INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C (128 + SIGINT)
+INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C (128 + SIGINT); also after SIGTERM or a closed pipe
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 
 
@@ -66,7 +66,7 @@ def run(main):
     except BrokenPipeError:
         _quiet_stdout()
         print("stopped: standard output was closed (e.g. by `| head`); files written so far are whole", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(INTERRUPTED)
 
 
 def _quiet_stdout():

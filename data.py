@@ -16,6 +16,7 @@ from torchvision import datasets
 from torchvision.datasets.utils import extract_archive
 
 from cli import UserError
+from files import check_writable
 
 DATASET_CLASSES = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}
 # Debian's package dataset-fashion-mnist installs the four IDX .gz files here: the offline way in.
@@ -29,6 +30,8 @@ def load(name, root, device):
     """
     dataset_class = DATASET_CLASSES[name]
     raw_folder = Path(root) / dataset_class.__name__ / "raw"
+    if not _all_files_present(dataset_class, raw_folder):
+        check_writable(raw_folder, "--data-root")  # the files are about to be unpacked or downloaded there
     if name == "fashion-mnist" and not _all_files_present(dataset_class, raw_folder) and DEBIAN_FASHION_MNIST.is_dir():
         _extract_debian_files(dataset_class, raw_folder)
     if not _all_files_present(dataset_class, raw_folder):

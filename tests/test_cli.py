@@ -25,7 +25,7 @@ def test_run_turns_user_errors_into_one_line_and_a_nonzero_exit():
 @pytest.mark.parametrize("raised, code, phrase", [
     (cli.Stopped("VAE in epoch 3; ckpts/mnist_vae.pt holds epochs 1-2"), 130, "stopped: VAE in epoch 3; ckpts/mnist_vae"),
     (KeyboardInterrupt(), 130, "interrupted: files written so far are whole"),
-    (BrokenPipeError(), 1, "stopped: standard output was closed"),
+    (BrokenPipeError(), 130, "stopped: standard output was closed"),
 ])
 def test_run_ends_interruptions_in_one_line(capsys, monkeypatch, raised, code, phrase):
     monkeypatch.setattr(cli, "_quiet_stdout", lambda: None)  # pytest's stdout is not ours to close

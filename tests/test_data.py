@@ -90,3 +90,10 @@ def test_images_and_labels_that_disagree_in_count(tmp_path):
         "t10k-labels-idx1-ubyte").read_bytes())
     with pytest.raises(UserError, match="the test IDX files .* hold \\(100, 28, 28\\) images and 90 labels"):
         data.load("mnist", tmp_path, torch.device("cpu"))
+
+
+def test_a_data_root_that_cannot_be_written_is_named_before_any_download(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets.MNIST, "download", _failing_download)
+    (tmp_path / "data").write_text("")
+    with pytest.raises(UserError, match=f"cannot write to {tmp_path / 'data' / 'MNIST' / 'raw'} .*with --data-root"):
+        data.load("mnist", tmp_path / "data", torch.device("cpu"))
