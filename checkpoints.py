@@ -20,7 +20,9 @@ from files import atomic_path
 from model import MODEL_ARGS, MODEL_CLASSES, model_args
 
 # What the weights were trained for: a resumed run may not change these.
-FIXED_ON_RESUME = ("dataset", *MODEL_ARGS)
+FIXED_ON_RESUME = ("dataset", "binarize", *MODEL_ARGS)
+# Constructor arguments added after checkpoints existed, with the value every older checkpoint was built with.
+ADDED_LATER = {"hidden_layers": 1, "activation": "relu"}
 # What every caller needs; load(needs=...) adds what one caller needs beyond these.
 REQUIRED = ("model", "model_args", "config", "weights")
 
@@ -69,6 +71,8 @@ def load(cfg, name, overrides, device, needs=()):
     if not file.is_file():
         raise UserError(f"no checkpoint at {file}: run `python train.py --model {name} --dataset {cfg.dataset}` first")
     checkpoint = _read(file)
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("model_args"), dict):
+        checkpoint["model_args"] = {**ADDED_LATER, **checkpoint["model_args"]}
     _refuse(file, _problem(checkpoint, name, cfg.dataset, REQUIRED + tuple(needs)))
     model = MODEL_CLASSES[name](**checkpoint["model_args"])
     _refuse(file, _mismatch(model.state_dict(), checkpoint["weights"]))

@@ -26,9 +26,12 @@ compile: "torch.compile the model (faster on GPU after a warm-up; numbers may di
 bf16: "bfloat16 autocast on CUDA (faster, changes numbers)" = False
 # model and objective
 latent_dims: "size of the latent code z" = 2
-hidden_dims: "width of the single hidden layer of encoder and decoder" = 512
+hidden_dims: "width of each hidden layer of encoder and decoder" = 512
+hidden_layers: "hidden layers in encoder and in decoder (Burda et al. 2015: 2 of 200)" = 1
+activation: "relu | tanh (Burda et al. 2015 used tanh)" = "relu"
 likelihood: "gaussian (per-pixel MSE, the reference objective) | bernoulli (binary cross-entropy)" = "gaussian"
 beta: "weight on the KL term; 1 is the ELBO" = 1.0
+binarize: "none | dynamic (training pixels redrawn each batch) | static: binarised data, for --likelihood bernoulli" = "none"
 # evaluation
 iw_samples: "importance samples per image for the VAE's -log p(x) bound (Burda et al. 2015)" = 1000
 start: "visualize.py: class of the first image of the interpolation" = 0
@@ -41,14 +44,17 @@ plot_dir: "figures, GIFs and metrics: <plot_dir>/<dataset>_<model>_*.png" = "plo
 MODELS = ("ae", "vae")
 DATASETS = ("mnist", "fashion-mnist")
 LIKELIHOODS = ("gaussian", "bernoulli")
+BINARIZE = ("none", "dynamic", "static")
+ACTIVATIONS = ("relu", "tanh")
 # Settings of the machine a script runs on, not of the trained model: never taken from a checkpoint.
 RUNTIME_KEYS = ("device", "data_root", "ckpt_dir", "plot_dir")
 
-_CHOICES = {"model": MODELS + ("both",), "dataset": DATASETS, "likelihood": LIKELIHOODS}
-_POSITIVE = ("epochs", "batch_size", "learning_rate", "latent_dims", "hidden_dims", "iw_samples")
+_CHOICES = {"model": MODELS + ("both",), "dataset": DATASETS, "likelihood": LIKELIHOODS, "binarize": BINARIZE,
+            "activation": ACTIVATIONS}
+_POSITIVE = ("epochs", "batch_size", "learning_rate", "latent_dims", "hidden_dims", "hidden_layers", "iw_samples")
 # Beyond these no run finishes (epochs) or torch's indices overflow; what fits in memory is checked by train.py.
 _AT_MOST = {"epochs": 10**6, "batch_size": 2**31 - 1, "latent_dims": 2**31 - 1, "hidden_dims": 2**31 - 1,
-            "iw_samples": 2**31 - 1, "seed": 2**64 - 1}
+            "hidden_layers": 1000, "iw_samples": 2**31 - 1, "seed": 2**64 - 1}
 
 
 def help_texts():
@@ -94,7 +100,11 @@ def parse(keys, argv=None, description=None):
             parser.add_argument(flag, type=type(default), metavar=type(default).__name__.upper(), **common)
     overrides = vars(parser.parse_args(argv))
     validate(overrides)
-    return SimpleNamespace(**{**values, **overrides}), overrides
+    cfg = SimpleNamespace(**{**values, **overrides})
+    if cfg.binarize != "none" and cfg.likelihood != "bernoulli":
+        raise UserError(f"--binarize {cfg.binarize} makes 0/1 pixels, whose likelihood is Bernoulli: "
+                        "add --likelihood bernoulli")
+    return cfg, overrides
 
 
 def validate(cfg):

@@ -2,6 +2,12 @@
 
 torchvision reads (and, on a connected machine, downloads) the IDX files; batches are then cut by
 indexing with a random permutation, so no per-sample PIL -> ToTensor work runs inside the training loop.
+Offline, the gzipped IDX files are unpacked from <root>/<MNIST|FashionMNIST>/raw/ itself (put there by hand) or,
+for Fashion-MNIST, from Debian's package, whatever their checksum.
+
+Binarised data, the setting of the VAE likelihood literature (Burda et al. 2015): `dynamic` resamples every
+training pixel as Bernoulli(intensity) each time a batch is drawn and binarises the test set once, the same every
+run; `static` binarises both splits once. Neither is the fixed binarised-MNIST file of Larochelle & Murray (2011).
 """
 import contextlib
 import io
@@ -21,19 +27,21 @@ from files import check_writable
 DATASET_CLASSES = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}
 # Debian's package dataset-fashion-mnist installs the four IDX .gz files here: the offline way in.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+BINARIZE_SEEDS = {"train": 1, "test": 2}  # the fixed draws of a binarised split: the same every run, on any device
 
 
-def load(name, root, device):
-    """Both splits of a dataset: SimpleNamespace(train_images, train_labels, test_images, test_labels, classes).
-
-    Images are uint8 (N, 28, 28) and labels int64 (N,), on `device`.
+def load(name, root, device, binarize="none"):
+    """Both splits of a dataset: SimpleNamespace(train_images, train_labels, test_images, test_labels, classes,
+    resample). Images are uint8 (N, 28, 28) and labels int64 (N,), on `device`; binarised images hold 0 and 255.
+    resample is True for --binarize dynamic: batches(..., resample=True) draws the training pixels afresh.
     """
     dataset_class = DATASET_CLASSES[name]
     raw_folder = Path(root) / dataset_class.__name__ / "raw"
     if not _all_files_present(dataset_class, raw_folder):
         check_writable(raw_folder, "--data-root")  # the files are about to be unpacked or downloaded there
+        _extract_archives(dataset_class, raw_folder, raw_folder)
     if name == "fashion-mnist" and not _all_files_present(dataset_class, raw_folder) and DEBIAN_FASHION_MNIST.is_dir():
-        _extract_debian_files(dataset_class, raw_folder)
+        _extract_archives(dataset_class, DEBIAN_FASHION_MNIST, raw_folder)
     if not _all_files_present(dataset_class, raw_folder):
         _download(name, dataset_class, root, raw_folder)
     for file in _idx_names(dataset_class):
@@ -56,13 +64,24 @@ def load(name, root, device):
                 f"{len(dataset.targets)} labels; expected matching counts of 28x28 images"
             )
         splits[split] = dataset
+    images = {split: dataset.data for split, dataset in splits.items()}
+    for split in ("test", "train") if binarize == "static" else ("test",) if binarize == "dynamic" else ():
+        images[split] = binarized(images[split], BINARIZE_SEEDS[split])
     return SimpleNamespace(
-        train_images=splits["train"].data.to(device),
+        train_images=images["train"].to(device),
         train_labels=splits["train"].targets.to(device),
-        test_images=splits["test"].data.to(device),
+        test_images=images["test"].to(device),
         test_labels=splits["test"].targets.to(device),
         classes=[label.split(" - ")[-1] for label in dataset_class.classes],  # MNIST's "0 - zero" -> "zero"
+        resample=binarize == "dynamic",
     )
+
+
+def binarized(images, seed):
+    """uint8 images with each pixel drawn once as 255 with probability intensity / 255, else 0 (on the CPU, so the
+    draw is the same on any training device)."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.bernoulli(to_float(images.cpu()), generator=generator).mul_(255).to(torch.uint8)
 
 
 def _idx_names(dataset_class):
@@ -89,13 +108,14 @@ def _all_files_present(dataset_class, raw_folder):
     return all((raw_folder / name).is_file() for name in _idx_names(dataset_class))
 
 
-def _extract_debian_files(dataset_class, raw_folder):
+def _extract_archives(dataset_class, source, raw_folder):
+    """Unpack the IDX .gz files found in `source` that raw_folder lacks, whatever their checksum."""
     raw_folder.mkdir(parents=True, exist_ok=True)
     # Extract into a scratch folder, then move: an interrupted run never leaves a truncated file behind.
     with tempfile.TemporaryDirectory(dir=raw_folder) as scratch:
         for name in _idx_names(dataset_class):
-            archive = DEBIAN_FASHION_MNIST / f"{name}.gz"
-            if archive.is_file():
+            archive = source / f"{name}.gz"
+            if archive.is_file() and not (raw_folder / name).is_file():
                 extract_archive(str(archive), scratch)
                 os.replace(Path(scratch) / name, raw_folder / name)
 
@@ -109,7 +129,7 @@ def _download(name, dataset_class, root, raw_folder):
     except Exception:
         ways_out = [
             "connect to the internet and rerun",
-            f"or put the four IDX files ({', '.join(_idx_names(dataset_class))}) in {raw_folder}",
+            f"or put the four IDX files ({', '.join(_idx_names(dataset_class))}, gzipped or not) in {raw_folder}",
         ]
         if name == "fashion-mnist":
             ways_out.append(f"or `apt install dataset-fashion-mnist` (files in {DEBIAN_FASHION_MNIST})")
@@ -124,8 +144,9 @@ def to_float(images):
     return images.float().div_(255)
 
 
-def batches(images, batch_size, shuffle):
-    """Float image batches (B, 28, 28) in [0, 1], converted on the images' device one batch at a time."""
+def batches(images, batch_size, shuffle, resample=False):
+    """Float image batches (B, 28, 28) in [0, 1], converted on the images' device one batch at a time;
+    with resample, each pixel is drawn afresh as 0 or 1 with its intensity as the probability (dynamic binarisation)."""
     count = len(images)
     order = torch.randperm(count, device=images.device) if shuffle else None
     for start in range(0, count, batch_size):
@@ -133,5 +154,5 @@ def batches(images, batch_size, shuffle):
             chunk = images.index_select(0, order[start : start + batch_size])
         else:
             chunk = images[start : start + batch_size]
-        yield to_float(chunk)
+        yield torch.bernoulli(to_float(chunk)) if resample else to_float(chunk)
 

@@ -9,13 +9,14 @@ def make_optimizer(model, learning_rate, device):
     return torch.optim.Adam(model.parameters(), lr=learning_rate, fused=device.type in ("cuda", "cpu"))
 
 
-def train_epoch(model, optimizer, images, batch_size, progress, bf16=False):
+def train_epoch(model, optimizer, images, batch_size, progress, bf16=False, resample=False):
     """One pass over `images` in shuffled mini-batches; returns the mean training loss per image (a tensor).
+    resample: dynamic binarisation, each batch's pixels drawn afresh (data.batches).
 
     The loss is summed on the device and read once by the caller: no host sync inside the epoch.
     """
     total = torch.zeros((), device=images.device)
-    for x in data.batches(images, batch_size, shuffle=True):  # x: (B, 28, 28)
+    for x in data.batches(images, batch_size, shuffle=True, resample=resample):  # x: (B, 28, 28)
         with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
             loss, _, _ = model(x)
         model.zero_grad()  # grads to None, as optimizer.zero_grad() does, with less Python per step

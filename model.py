@@ -1,7 +1,8 @@
 """An Autoencoder and a Variational Autoencoder for 28x28 images, each returning its own loss.
 
 Network (the reference design): encoder 784 -> hidden (ReLU) -> latent, decoder latent -> hidden (ReLU) -> 784
-with a sigmoid. The objective per image is (recon + beta * KL) / 784, averaged over the batch, so with the
+with a sigmoid; hidden_layers > 1 stacks more hidden layers of the same width (Burda et al. 2015: 784-200-200-50,
+tanh). The objective per image is (recon + beta * KL) / 784, averaged over the batch, so with the
 default Gaussian likelihood and beta = 1 the loss is the per-pixel MSE plus the KL weighted per pixel,
 and loss numbers compare with published runs of this design.
 """
@@ -13,15 +14,24 @@ import torch.nn.functional as F
 from torch import nn
 
 PIXELS = 28 * 28
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+def hidden_stack(widths, activation):
+    """A Linear layer from each width to the next, each followed by the activation."""
+    return [module for inputs, outputs in zip(widths, widths[1:])
+            for module in (nn.Linear(inputs, outputs), ACTIVATIONS[activation]())]
 
 
 class AutoEncoder(nn.Module):
-    def __init__(self, latent_dims=2, hidden_dims=512, likelihood="gaussian", beta=1.0):
+    def __init__(self, latent_dims=2, hidden_dims=512, hidden_layers=1, activation="relu", likelihood="gaussian",
+                 beta=1.0):
         super().__init__()
         self.latent_dims, self.likelihood, self.beta = latent_dims, likelihood, beta
-        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(PIXELS, hidden_dims), nn.ReLU())
+        hidden = [hidden_dims] * hidden_layers
+        self.encoder = nn.Sequential(nn.Flatten(), *hidden_stack([PIXELS, *hidden], activation))
         self.to_latent = nn.Linear(hidden_dims, latent_dims)  # the VAE's posterior mean
-        self.decoder = nn.Sequential(nn.Linear(latent_dims, hidden_dims), nn.ReLU(), nn.Linear(hidden_dims, PIXELS))
+        self.decoder = nn.Sequential(*hidden_stack([latent_dims, *hidden], activation), nn.Linear(hidden_dims, PIXELS))
 
     def encode(self, x):
         """Images (B, 1, 28, 28) in [0, 1] -> codes (B, latent); the VAE returns its posterior mean."""

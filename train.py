@@ -33,7 +33,7 @@ def check_fits(name, cfg, device):
     parameters = parameter_count(name, model_args(cfg))
     rows = min(cfg.batch_size, LARGEST_SPLIT)
     # Activations: a few float32 copies of each layer's output per image, forward and backward.
-    needed = BYTES_PER_PARAMETER * parameters + 4 * 8 * rows * (PIXELS + cfg.hidden_dims + cfg.latent_dims)
+    needed = BYTES_PER_PARAMETER * parameters + 4 * 8 * rows * (PIXELS + cfg.hidden_dims * cfg.hidden_layers + cfg.latent_dims)
     if device.type == "cuda":
         available, where = torch.cuda.mem_get_info(device)[1], f"{device}'s memory"
     else:
@@ -100,7 +100,8 @@ def fit(name, cfg, dataset, device, resumed):
             for epoch in epoch_bar:
                 batch_bar.reset()
                 started = time.perf_counter()
-                train_loss = train_epoch(step, optimizer, dataset.train_images, cfg.batch_size, batch_bar, cfg.bf16).item()
+                train_loss = train_epoch(step, optimizer, dataset.train_images, cfg.batch_size, batch_bar, cfg.bf16,
+                                         dataset.resample).item()
                 seconds = time.perf_counter() - started
                 if not math.isfinite(train_loss):
                     raise UserError(f"{name}: the training loss became {train_loss} in epoch {epoch}; stopped, "
@@ -123,7 +124,8 @@ def fit(name, cfg, dataset, device, resumed):
 
 def main():
     keys = ("model", "dataset", "device", "seed", "epochs", "batch_size", "learning_rate", "resume", "overwrite",
-            "compile", "bf16", "latent_dims", "hidden_dims", "likelihood", "beta", "data_root", "ckpt_dir")
+            "compile", "bf16", "latent_dims", "hidden_dims", "hidden_layers", "activation", "likelihood", "beta",
+            "binarize", "data_root", "ckpt_dir")
     cfg, overrides = config.parse(keys, description=__doc__)
     device = cli.resolve_device(cfg.device)
     plans = {name: plan(name, cfg, overrides, device) for name in config.models(cfg.model)}
@@ -133,7 +135,7 @@ def main():
     if not plans:
         return
     check_writable(cfg.ckpt_dir, "--ckpt-dir")
-    dataset = data.load(cfg.dataset, cfg.data_root, device)
+    dataset = data.load(cfg.dataset, cfg.data_root, device, cfg.binarize)
     names = list(plans)
     for index, (name, start) in enumerate(plans.items()):
         try:

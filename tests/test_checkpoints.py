@@ -49,7 +49,8 @@ def test_a_saved_model_is_rebuilt_from_its_checkpoint_alone(tmp_path):
     original = build("vae", cfg)
     model, checkpoint, loaded_cfg = checkpoints.load(config.parse(("ckpt_dir",), ["--ckpt-dir", str(tmp_path)])[0],
                                                      "vae", {"iw_samples": 7}, CPU)
-    assert checkpoint["model_args"] == {"latent_dims": 3, "hidden_dims": 16, "likelihood": "bernoulli", "beta": 1.0}
+    assert checkpoint["model_args"] == {"latent_dims": 3, "hidden_dims": 16, "hidden_layers": 1, "activation": "relu",
+                                        "likelihood": "bernoulli", "beta": 1.0}
     assert set(checkpoint["model_args"]) == set(MODEL_ARGS)
     assert (loaded_cfg.latent_dims, loaded_cfg.likelihood, loaded_cfg.iw_samples) == (3, "bernoulli", 7)
     for key, weight in original.state_dict().items():
@@ -62,6 +63,13 @@ def test_the_model_args_win_over_a_stored_config_that_disagrees(tmp_path):
     rewrite(cfg, "vae", lambda checkpoint: checkpoint["config"].pop("hidden_dims"))  # as from an older version
     model, _, loaded_cfg = checkpoints.load(cfg, "vae", {}, CPU)
     assert loaded_cfg.hidden_dims == 16 and model.to_latent.in_features == 16  # not today's default, 512
+
+
+def test_a_checkpoint_from_before_depth_and_activation_existed_still_loads(tmp_path):
+    cfg = saved(tmp_path)
+    rewrite(cfg, "vae", lambda checkpoint: [checkpoint["model_args"].pop(key) for key in ("hidden_layers", "activation")])
+    model, checkpoint, loaded_cfg = checkpoints.load(cfg, "vae", {}, CPU)
+    assert (loaded_cfg.hidden_layers, loaded_cfg.activation) == (1, "relu") and len(model.decoder) == 3
 
 
 def test_missing_file_names_the_file_and_the_command_that_makes_it(tmp_path):
@@ -94,6 +102,7 @@ def test_the_checkpoint_of_the_other_model(tmp_path):
 @pytest.mark.parametrize("change, phrase", [
     (lambda checkpoint: checkpoint.pop("weights"), "it lacks weights"),
     (lambda checkpoint: checkpoint["model_args"].pop("beta"), "its model_args are not latent_dims, hidden_dims"),
+    (lambda checkpoint: checkpoint["model_args"].update(hidden_layers=2), "missing: decoder.4.bias, decoder.4.weight"),
     (lambda checkpoint: checkpoint["model_args"].update(latent_dims="2"), "its model_args hold latent_dims='2'"),
     (lambda checkpoint: checkpoint["model_args"].update(likelihood="poisson"), "unknown likelihood 'poisson'"),
     (lambda checkpoint: checkpoint["weights"].pop("to_logvar.bias"), "missing: to_logvar.bias"),

@@ -101,12 +101,29 @@ def test_decode_is_the_sigmoid_of_decode_logits(model_class):
 
 
 def test_model_args_are_the_constructors_arguments_and_rebuild_the_same_network():
-    assert MODEL_ARGS == ("latent_dims", "hidden_dims", "likelihood", "beta")
-    cfg = SimpleNamespace(latent_dims=3, hidden_dims=24, likelihood="bernoulli", beta=2.0, epochs=7)
-    assert model_args(cfg) == {"latent_dims": 3, "hidden_dims": 24, "likelihood": "bernoulli", "beta": 2.0}
+    assert MODEL_ARGS == ("latent_dims", "hidden_dims", "hidden_layers", "activation", "likelihood", "beta")
+    cfg = SimpleNamespace(latent_dims=3, hidden_dims=24, hidden_layers=1, activation="relu", likelihood="bernoulli",
+                          beta=2.0, epochs=7)
+    assert model_args(cfg) == {"latent_dims": 3, "hidden_dims": 24, "hidden_layers": 1, "activation": "relu",
+                               "likelihood": "bernoulli", "beta": 2.0}
     for name in ("ae", "vae"):
         torch.manual_seed(0)
         model = build(name, cfg)
         assert (model.latent_dims, model.likelihood, model.beta) == (3, "bernoulli", 2.0)
         assert model.to_latent.weight.shape == (3, 24)
     assert model.to_logvar.weight.shape == (3, 24)  # the VAE takes the AutoEncoder's arguments
+
+
+def test_depth_and_activation_make_burdas_784_200_200_50_network():
+    model = VariationalAutoEncoder(latent_dims=50, hidden_dims=200, hidden_layers=2, activation="tanh")
+    linears = [(module.in_features, module.out_features) for module in model.modules() if isinstance(module, torch.nn.Linear)]
+    assert linears == [(784, 200), (200, 200), (200, 50), (50, 200), (200, 200), (200, 784), (200, 50)]
+    assert all(isinstance(module, torch.nn.Tanh) for module in (model.encoder[2], model.encoder[4], model.decoder[1]))
+    assert not any(isinstance(module, torch.nn.ReLU) for module in model.modules())
+
+
+def test_one_relu_layer_keeps_the_reference_designs_layout():
+    """The default network's parameter names, and so every earlier checkpoint, are unchanged by the depth option."""
+    names = list(VariationalAutoEncoder().state_dict())
+    assert names == ["encoder.1.weight", "encoder.1.bias", "to_latent.weight", "to_latent.bias", "decoder.0.weight",
+                     "decoder.0.bias", "decoder.2.weight", "decoder.2.bias", "to_logvar.weight", "to_logvar.bias"]
