@@ -5,9 +5,11 @@ import time
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 import data
-from model import PIXELS, binary_cross_entropy, log_likelihood, nll_constant, squared_error
+from model import (PIXELS, binary_cross_entropy, decoder_variance, log_likelihood, reconstruction_nll, squared_error,
+                   twice_kl_per_dimension)
 
 EVAL_BATCH_SIZE = 2000  # large: evaluation keeps no activations for a backward pass
 SAMPLES_PER_CHUNK = 2048  # decoded importance samples at once: few enough that their logits stay in cache
@@ -48,7 +50,7 @@ def reconstruction_errors(model, codes, images, batch_size=EVAL_BATCH_SIZE):
 
 @torch.inference_mode()
 def importance_weighted_nll(model, images, samples, samples_per_chunk=SAMPLES_PER_CHUNK):
-    """The importance-weighted upper bound on -log p(x) (Burda et al. 2015), in nats, averaged over images.
+    """The importance-weighted upper bound on -log p(x) (Burda et al. 2015), in nats, per image: (N,).
 
     log p(x) >= log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x): with k = 1 this is the ELBO,
     and the bound tightens as k grows. Images and samples are cut into chunks so memory stays bounded.
@@ -56,20 +58,57 @@ def importance_weighted_nll(model, images, samples, samples_per_chunk=SAMPLES_PE
     images_per_chunk = max(1, samples_per_chunk // samples)
     samples_per_step = min(samples, samples_per_chunk)
     prior = torch.distributions.Normal(0.0, 1.0)
-    total = torch.zeros((), device=images.device)
-    for x in data.batches(images, images_per_chunk, shuffle=False):
-        mu, logvar = model.posterior(x)  # (B, latent) each
-        posterior = torch.distributions.Normal(mu[:, None], torch.exp(0.5 * logvar)[:, None])  # batch shape (B, 1, latent)
-        pixels = x.flatten(1)[:, None]  # (B, 1, 784)
-        log_weights = []
-        for start in range(0, samples, samples_per_step):
-            z = posterior.sample((min(samples_per_step, samples - start),)).squeeze(2).transpose(0, 1)  # (B, k, latent)
-            logits = model.decode_logits(z)  # (B, k, 784)
-            log_joint = log_likelihood(model, logits, pixels.expand_as(logits)) + prior.log_prob(z).sum(-1)
-            log_weights.append(log_joint - posterior.log_prob(z).sum(-1))  # (B, k)
-        log_weights = torch.cat(log_weights, 1)  # (B, samples)
-        total += (math.log(samples) - torch.logsumexp(log_weights, 1)).sum()
-    return total.item() / len(images)
+    bounds = []
+    with tqdm(total=len(images), desc=f"IW bound, k = {samples}", unit="image", leave=False, disable=None) as progress:
+        for x in data.batches(images, images_per_chunk, shuffle=False):
+            mu, logvar = model.posterior(x)  # (B, latent) each
+            posterior = torch.distributions.Normal(mu[:, None], torch.exp(0.5 * logvar)[:, None])  # batch shape (B, 1, latent)
+            pixels = x.flatten(1)[:, None]  # (B, 1, 784)
+            log_weights = []
+            for start in range(0, samples, samples_per_step):
+                z = posterior.sample((min(samples_per_step, samples - start),)).squeeze(2).transpose(0, 1)  # (B, k, latent)
+                logits = model.decode_logits(z)  # (B, k, 784)
+                log_joint = log_likelihood(model, logits, pixels.expand_as(logits)) + prior.log_prob(z).sum(-1)
+                log_weights.append(log_joint - posterior.log_prob(z).sum(-1))  # (B, k)
+            log_weights = torch.cat(log_weights, 1)  # (B, samples)
+            bounds.append(math.log(samples) - torch.logsumexp(log_weights, 1))
+            progress.update(len(x))
+    return torch.cat(bounds)
+
+
+@torch.inference_mode()
+def negative_elbo(model, images, batch_size=EVAL_BATCH_SIZE):
+    """(-ELBO, its reconstruction term, its KL) per image, (N,) each, in nats of the decoder the model was trained as:
+    the reconstruction from one z ~ q(z|x), the KL in closed form."""
+    recon, kl = [], []
+    for x in data.batches(images, batch_size, shuffle=False):
+        _, batch_recon, batch_kl = model(x)
+        recon.append(reconstruction_nll(model, batch_recon))
+        kl.append(batch_kl)
+    recon, kl = torch.cat(recon), torch.cat(kl)
+    return recon + kl, recon, kl
+
+
+@torch.inference_mode()
+def kl_per_dimension(model, images, batch_size=EVAL_BATCH_SIZE):
+    """The KL of each latent dimension averaged over the images, (latent,): near 0 for a collapsed unit."""
+    total = sum(twice_kl_per_dimension(*model.posterior(x)).sum(0) for x in data.batches(images, batch_size, False))
+    return 0.5 * total / len(images)
+
+
+def mean_and_standard_error(values):
+    """(mean, standard error of the mean) of per-image estimates, as floats."""
+    return values.mean().item(), (values.std() / math.sqrt(len(values))).item() if len(values) > 1 else math.nan
+
+
+def what_the_nats_are(model, binarize):
+    """(in words, what the VAE's -ELBO and importance-weighted figures measure; whether that is a -log p(x))."""
+    if model.likelihood == "gaussian":
+        return (f"-log p(x) under a Gaussian decoder with variance {decoder_variance(model):g} per pixel (as trained, "
+                f"beta {model.beta:g}): a density, so it can be negative", True)
+    if binarize != "none":
+        return "-log p(x) of binarised pixels under the Bernoulli decoder: a likelihood", True
+    return "binary cross-entropy on grey levels, not a likelihood: no model brings it to 0", False
 
 
 def active_units(codes, threshold=ACTIVE_UNIT_THRESHOLD):
@@ -108,12 +147,17 @@ def measure(model, name, dataset, cfg):
         "test_images_per_second": len(dataset.test_images) / seconds,
     }
     if name == "vae":
-        recon_nll = loss["recon"] + nll_constant(model.likelihood)
         started = time.perf_counter()
+        bound, bound_se = mean_and_standard_error(importance_weighted_nll(model, dataset.test_images, cfg.iw_samples))
+        iw_seconds = time.perf_counter() - started
+        elbo, recon, kl = negative_elbo(model, dataset.test_images)
+        elbo, elbo_se = mean_and_standard_error(elbo)
+        nats_are, is_likelihood = what_the_nats_are(model, cfg.binarize)
         metrics.update({
-            "negative_elbo_nats": recon_nll + loss["kl"], "elbo_reconstruction_nats": recon_nll, "kl_nats": loss["kl"],
-            "iw_nll_nats": importance_weighted_nll(model, dataset.test_images, cfg.iw_samples),
-            "iw_samples": cfg.iw_samples, "iw_seconds": time.perf_counter() - started,
-            "active_units": active_units(test_codes),
+            "binarize": cfg.binarize, "nats_are": nats_are, "is_likelihood": is_likelihood,
+            "negative_elbo_nats": elbo, "negative_elbo_se": elbo_se, "elbo_reconstruction_nats": recon.mean().item(),
+            "kl_nats": kl.mean().item(), "iw_nll_nats": bound, "iw_nll_se": bound_se, "iw_samples": cfg.iw_samples,
+            "iw_seconds": iw_seconds, "active_units": active_units(test_codes),
+            "kl_per_dimension": kl_per_dimension(model, dataset.test_images).tolist(),
         })
     return metrics, test_codes

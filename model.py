@@ -106,21 +106,40 @@ def gaussian_kl(mu, logvar):
     Closed form from Kingma & Welling 2014, "Auto-Encoding Variational Bayes", Appendix B:
     KL = 1/2 * sum_j (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2). The README derives it.
     """
-    return 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(1)
+    return 0.5 * twice_kl_per_dimension(mu, logvar).sum(1)
 
 
-def nll_constant(likelihood):
-    """What reconstruction_loss leaves out of -log p(x|z), in nats per image.
+def twice_kl_per_dimension(mu, logvar):
+    """2 KL of each latent dimension, (B, latent): the summand of gaussian_kl."""
+    return mu.square() + logvar.exp() - 1 - logvar
 
-    The Gaussian loss is the exponent of N(x; x_hat, sigma^2 = 1/2), whose normaliser is 1/sqrt(pi) per pixel;
-    the Bernoulli loss is already the whole negative log-likelihood.
+
+def decoder_variance(model):
+    """The variance of the Gaussian decoder the model was trained as (None for Bernoulli).
+
+    The loss (squared error + beta * KL) / 784 is, divided by beta, the negative ELBO of p(x|z) = N(x_hat, beta/2)
+    per pixel, scaled (README, "The KL term"): beta = 1 is variance 1/2.
     """
-    return 0.5 * PIXELS * math.log(math.pi) if likelihood == "gaussian" else 0.0
+    return model.beta / 2 if model.likelihood == "gaussian" else None
+
+
+def reconstruction_nll(model, recon):
+    """-log p(x|z) in nats of the decoder the model was trained as, from its reconstruction_loss `recon` (any shape).
+
+    Bernoulli: the binary cross-entropy itself. Gaussian with variance s = beta/2 per pixel:
+    squared error / (2 s) + 784/2 * log(2 pi s). Undefined (nan) for a Gaussian trained with beta = 0.
+    """
+    variance = decoder_variance(model)
+    if variance is None:
+        return recon
+    if variance == 0:
+        return torch.full_like(recon, math.nan) if torch.is_tensor(recon) else math.nan
+    return recon / (2 * variance) + 0.5 * PIXELS * math.log(2 * math.pi * variance)
 
 
 def log_likelihood(model, logits, x):
-    """log p(x|z) per image as a normalised density, logits (..., 784) -> (...)."""
-    return -(model.reconstruction_loss(logits, x) + nll_constant(model.likelihood))
+    """log p(x|z) per image as a normalised density or probability, logits (..., 784) -> (...)."""
+    return -reconstruction_nll(model, model.reconstruction_loss(logits, x))
 
 
 MODEL_CLASSES = {"ae": AutoEncoder, "vae": VariationalAutoEncoder}

@@ -140,6 +140,16 @@ def plot_training_curves(history, is_vae, title, path):
     _save_figure(fig, path)
 
 
+def plot_kl_per_dimension(kl, active, title, path):
+    """The KL of each latent dimension, largest first: the units the model uses stand above the collapsed ones."""
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
+    ax.bar(range(1, len(kl) + 1), sorted(kl, reverse=True), color="C0")
+    ax.set(xlabel="latent dimension, by KL", ylabel="KL, nats per image", yscale="log",
+           title=f"{title}: {active} of {len(kl)} units active")
+    _save_figure(fig, path)
+
+
 def _save_figure(fig, path):
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -21,15 +21,18 @@ from metrics import measure  # noqa: E402
 
 
 def report(metrics, epochs):
-    """The printed form of measure()'s dict."""
+    """The printed form of measure()'s dict: each figure says what it is."""
     m = metrics
+    bce = "" if m.get("binarize", "none") != "none" else " (on grey levels: not a likelihood)"
     rows = [("test loss (as trained)", f"{m['test_loss']:.4f}"),
-            ("reconstruction", f"MSE {m['mse_per_pixel']:.4f} per pixel, BCE {m['bce_nats']:.1f} nats per image")]
+            ("reconstruction", f"MSE {m['mse_per_pixel']:.4f} per pixel, BCE {m['bce_nats']:.1f} nats per image{bce}")]
     if m["model"] == "vae":
-        rows += [("-ELBO", f"{m['negative_elbo_nats']:.2f} nats per image = {m['elbo_reconstruction_nats']:.2f} "
-                           f"reconstruction + {m['kl_nats']:.2f} KL"),
-                 ("-log p(x) <=", f"{m['iw_nll_nats']:.2f} nats per image (importance-weighted, "
-                                  f"k = {m['iw_samples']}, {m['iw_seconds']:.1f} s)"),
+        bound = "-log p(x) <=" if m["is_likelihood"] else "IW bound on that"
+        rows += [("nats below are", m["nats_are"]),
+                 ("-ELBO", f"{m['negative_elbo_nats']:.2f} ± {m['negative_elbo_se']:.2f} nats per image = "
+                           f"{m['elbo_reconstruction_nats']:.2f} reconstruction + {m['kl_nats']:.2f} KL"),
+                 (bound, f"{m['iw_nll_nats']:.2f} ± {m['iw_nll_se']:.2f} nats per image (importance-weighted, "
+                         f"k = {m['iw_samples']}, {m['iw_seconds']:.1f} s; ± standard error over the test images)"),
                  ("active units", f"{m['active_units']} of {m['latent_dims']}")]
     rows += [(f"{m['knn_neighbours']}-NN accuracy", f"{m['knn_accuracy']:.4f} (on latent codes)"),
              ("speed", f"{m['test_images_per_second']:,.0f} test images/s (loss pass)")]
@@ -45,15 +48,19 @@ def main():
     names = config.models(cfg.model)
     loaded = {name: checkpoints.load(cfg, name, overrides, device, needs=("history",)) for name in names}
     check_writable(cfg.plot_dir, "--plot-dir")
-    dataset = data.load(cfg.dataset, cfg.data_root, device)
+    datasets = {}  # by --binarize: each model is measured on the data it was trained on
     for name, (model, checkpoint, model_cfg) in loaded.items():
+        if model_cfg.binarize not in datasets:
+            datasets[model_cfg.binarize] = data.load(cfg.dataset, cfg.data_root, device, model_cfg.binarize)
+        dataset = datasets[model_cfg.binarize]
         torch.manual_seed(model_cfg.seed)  # the VAE's loss and bound sample z: seeded, they repeat
         metrics, codes = measure(model, name, dataset, model_cfg)
         print(report(metrics, len(checkpoint["history"])), flush=True)
         title = f"{name.upper()} on {model_cfg.dataset} (latent {model.latent_dims})"
         outputs = {what: plots.output_path(model_cfg, name, what) for what in (
             "metrics.json", "latent_space.png", "reconstructed_manifold.png", "reconstructions.png",
-            "training_curves.png") + (("samples.png",) if name == "vae" else ())}
+            "training_curves.png") + (("samples.png",) if name == "vae" else ())
+            + (("kl_per_dimension.png",) if name == "vae" and model.latent_dims > 2 else ())}
         with atomic_paths(outputs.values()) as temporaries:  # the model's whole set, or none of it
             write = dict(zip(outputs, temporaries))
             write["metrics.json"].write_text(json.dumps(metrics, indent=2) + "\n")
@@ -66,6 +73,9 @@ def main():
             plots.plot_training_curves(checkpoint["history"], name == "vae", title, write["training_curves.png"])
             if name == "vae":
                 plots.plot_samples(model, write["samples.png"])
+            if "kl_per_dimension.png" in write:
+                plots.plot_kl_per_dimension(metrics["kl_per_dimension"], metrics["active_units"], title,
+                                            write["kl_per_dimension.png"])
         print(f"  wrote {', '.join(str(path) for path in outputs.values())}", flush=True)
 
 if __name__ == "__main__":

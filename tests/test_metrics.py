@@ -5,8 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from metrics import active_units, evaluate, importance_weighted_nll, knn_accuracy
-from model import VariationalAutoEncoder, nll_constant
+import data
+from metrics import (active_units, evaluate, importance_weighted_nll, kl_per_dimension, knn_accuracy,
+                     mean_and_standard_error, negative_elbo, what_the_nats_are)
+from model import VariationalAutoEncoder, gaussian_kl, reconstruction_nll
 
 
 def tiny_vae(likelihood="bernoulli", seed=0):
@@ -24,11 +26,15 @@ def test_one_importance_sample_is_the_elbo(likelihood):
     model = tiny_vae(likelihood)
     images = tiny_images(64).repeat(40, 1, 1)  # every image 40 times, so the sampling noise averages out
     torch.manual_seed(1)
-    bound = importance_weighted_nll(model, images, samples=1)
+    bound = importance_weighted_nll(model, images, samples=1).mean().item()
     torch.manual_seed(2)
     loss = evaluate(model, images)
-    negative_elbo = loss["recon"] + nll_constant(likelihood) + loss["kl"]
-    assert bound == pytest.approx(negative_elbo, rel=2e-3)
+    elbo = reconstruction_nll(model, loss["recon"]) + loss["kl"]
+    assert bound == pytest.approx(elbo, rel=2e-3)
+    torch.manual_seed(2)
+    per_image, recon, kl = negative_elbo(model, images)  # the same draws as evaluate's
+    assert per_image.shape == (len(images),) and torch.equal(per_image, recon + kl)
+    assert per_image.mean().item() == pytest.approx(elbo, rel=1e-5)
 
 
 def test_more_importance_samples_tighten_the_bound():
@@ -37,7 +43,7 @@ def test_more_importance_samples_tighten_the_bound():
     bounds = []
     for samples in (1, 10, 100, 1000):
         torch.manual_seed(0)
-        bounds.append(importance_weighted_nll(model, images, samples))
+        bounds.append(importance_weighted_nll(model, images, samples).mean().item())
     assert bounds == sorted(bounds, reverse=True)  # -log p(x) bounds fall as k grows
     assert bounds[0] - bounds[-1] > 0.1
 
@@ -61,7 +67,7 @@ def test_bound_is_exact_when_the_decoder_ignores_z(likelihood, samples_per_chunk
         exact = (torch.sigmoid(logits) - pixels).square().sum(1) + 0.5 * 784 * math.log(math.pi)
     torch.manual_seed(0)
     bound = importance_weighted_nll(model, images, 50, samples_per_chunk)
-    assert bound == pytest.approx(exact.mean().item(), rel=1e-5)
+    assert torch.allclose(bound, exact, rtol=1e-5)  # image by image
 
 
 def test_knn_accuracy_on_separated_clusters_and_on_random_labels():
@@ -92,6 +98,36 @@ def test_measure_on_fewer_training_images_than_neighbours():
     model = tiny_vae()
     dataset = SimpleNamespace(train_images=tiny_images(3), train_labels=torch.tensor([0, 1, 2]),
                               test_images=tiny_images(4, seed=1), test_labels=torch.tensor([0, 1, 2, 0]))
-    metrics, codes = measure(model, "vae", dataset, SimpleNamespace(dataset="mnist", iw_samples=2))
+    metrics, codes = measure(model, "vae", dataset, SimpleNamespace(dataset="mnist", iw_samples=2, binarize="none"))
     assert NEIGHBOURS > 3 and metrics["knn_neighbours"] == 3 and codes.shape == (4, 2)
     assert metrics["knn_accuracy"] in (0, 0.25, 0.5, 0.75, 1)
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.1, 4.0])
+def test_a_gaussian_model_is_scored_as_the_decoder_of_variance_beta_over_2(beta):
+    model = tiny_vae("gaussian")
+    model.beta = beta
+    x, x_hat = torch.rand(3, 784), torch.rand(3, 784)
+    exact = -torch.distributions.Normal(x_hat, math.sqrt(beta / 2)).log_prob(x).sum(1)
+    assert torch.allclose(reconstruction_nll(model, (x - x_hat).square().sum(1)), exact, rtol=1e-5)
+    words, is_likelihood = what_the_nats_are(model, "none")
+    assert f"Gaussian decoder with variance {beta / 2:g} per pixel" in words and is_likelihood
+
+
+def test_binary_cross_entropy_on_grey_levels_is_not_called_a_likelihood():
+    model = tiny_vae("bernoulli")
+    assert what_the_nats_are(model, "dynamic") == (
+        "-log p(x) of binarised pixels under the Bernoulli decoder: a likelihood", True)
+    words, is_likelihood = what_the_nats_are(model, "none")
+    assert "not a likelihood" in words and not is_likelihood
+
+
+def test_standard_error_and_kl_per_dimension():
+    mean, error = mean_and_standard_error(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    assert mean == 2.5 and error == pytest.approx(math.sqrt(5 / 3) / 2)
+    model = tiny_vae()
+    images = tiny_images(32)
+    per_dimension = kl_per_dimension(model, images)
+    mu, logvar = model.posterior(data.to_float(images))
+    assert per_dimension.shape == (2,)
+    assert per_dimension.sum().item() == pytest.approx(gaussian_kl(mu, logvar).mean().item(), rel=1e-5)
