@@ -177,6 +177,7 @@ def test_resume_refuses_another_model_or_nothing_left_to_train(tmp_path):
     cfg = saved(tmp_path, epochs=2)
     for overrides, phrase in [({"latent_dims": 3, "epochs": 5}, "--latent-dims 3 (checkpoint: 2)"),
                               ({"dataset": "fashion-mnist", "epochs": 5}, "--dataset fashion-mnist (checkpoint: mnist)"),
+                              ({"binarize": "dynamic", "epochs": 5}, "--binarize dynamic (checkpoint: none)"),
                               ({"epochs": 1}, "already trained for 2 epochs, more than --epochs 1; pass --epochs N with N > 2")]:
         with pytest.raises(UserError, match=phrase.replace("(", r"\(").replace(")", r"\)")):
             checkpoints.resume(cfg, "vae", overrides, CPU)

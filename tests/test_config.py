@@ -43,6 +43,9 @@ def test_defaults_and_overrides():
         (["--model", "gan"], "unknown model 'gan'"),
         (["--dataset", "cifar"], "unknown dataset 'cifar'"),
         (["--likelihood", "poisson"], "unknown likelihood"),
+        (["--binarize", "yes"], "unknown binarize 'yes': choose one of none, dynamic, static"),
+        (["--activation", "gelu"], "unknown activation 'gelu'"),
+        (["--hidden-layers", "0"], "--hidden-layers must be positive"),
         (["--start", "12"], "--start must be a class index"),
         (["--epochs", "10000000000000000000"], "--epochs 10000000000000000000 is too large: at most 1,000,000"),
         (["--seed", "100000000000000000000"], "--seed 100000000000000000000 is too large"),
@@ -54,6 +57,13 @@ def test_defaults_and_overrides():
 def test_bad_values_are_refused(argv, phrase):
     with pytest.raises(UserError, match=phrase):
         config.parse(ALL_KEYS, argv)
+
+
+def test_binarised_data_needs_the_bernoulli_likelihood():
+    with pytest.raises(UserError, match="--binarize dynamic makes 0/1 pixels, whose likelihood is Bernoulli"):
+        config.parse(ALL_KEYS, ["--binarize", "dynamic"])
+    cfg, _ = config.parse(ALL_KEYS, ["--binarize", "static", "--likelihood", "bernoulli"])
+    assert (cfg.binarize, cfg.likelihood) == ("static", "bernoulli")
 
 
 def test_unknown_keys_and_malformed_numbers_exit_with_usage_error(capsys):

@@ -1,3 +1,6 @@
+import shutil
+from pathlib import Path
+
 import pytest
 import torch
 from torchvision import datasets
@@ -97,3 +100,42 @@ def test_a_data_root_that_cannot_be_written_is_named_before_any_download(tmp_pat
     (tmp_path / "data").write_text("")
     with pytest.raises(UserError, match=f"cannot write to {tmp_path / 'data' / 'MNIST' / 'raw'} .*with --data-root"):
         data.load("mnist", tmp_path / "data", torch.device("cpu"))
+
+
+def test_gzipped_files_put_in_the_raw_folder_by_hand_are_used_offline(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets.MNIST, "download", _failing_download)
+    write_idx(tmp_path / "MNIST" / "raw", gz=True)  # .gz only: what a user copies in when the download fails
+    dataset = data.load("mnist", tmp_path, torch.device("cpu"))
+    assert dataset.train_images.shape == (TRAIN_COUNT, 28, 28) and not dataset.resample
+
+
+SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="the project's copy of MNIST is not beside this checkout")
+def test_real_mnist_from_the_shared_gz_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets.MNIST, "download", _failing_download)
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for archive in SHARED_MNIST.glob("*.gz"):
+        shutil.copy(archive, raw)  # never unpacked where it lies: ../shared is read-only
+    dataset = data.load("mnist", tmp_path, torch.device("cpu"))
+    assert dataset.train_labels.bincount().tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert dataset.test_labels.bincount().tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_dynamic_binarisation_fixes_the_test_set_and_redraws_training_batches(data_root):
+    grey = data.load("mnist", data_root, torch.device("cpu"))
+    first, second = (data.load("mnist", data_root, torch.device("cpu"), "dynamic") for _ in range(2))
+    assert set(first.test_images.unique().tolist()) == {0, 255} and torch.equal(first.test_images, second.test_images)
+    assert torch.equal(first.train_images, grey.train_images) and first.resample  # drawn per batch instead
+    batches = [torch.cat(list(data.batches(first.train_images, 64, shuffle=False, resample=True))) for _ in range(2)]
+    assert set(batches[0].unique().tolist()) == {0.0, 1.0} and not torch.equal(*batches)
+    bright = grey.train_images.float() / 255 > 0.99
+    assert batches[0][bright].eq(1).float().mean() > 0.98  # white pixels stay white: intensity is the probability
+
+
+def test_static_binarisation_draws_both_splits_once(data_root):
+    first, second = (data.load("mnist", data_root, torch.device("cpu"), "static") for _ in range(2))
+    assert set(first.train_images.unique().tolist()) == {0, 255} and not first.resample
+    assert torch.equal(first.train_images, second.train_images) and torch.equal(first.test_images, second.test_images)
