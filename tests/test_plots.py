@@ -43,3 +43,9 @@ def test_reconstructions_show_each_class_above_its_decoding(tmp_path):
 def test_output_paths_name_the_dataset_the_model_and_the_figure():
     cfg = SimpleNamespace(plot_dir="somewhere", dataset="fashion-mnist")
     assert str(plots.output_path(cfg, "vae", "latent_space.png")) == "somewhere/fashion-mnist_vae_latent_space.png"
+
+
+def test_kl_per_dimension_figure(tmp_path):
+    plots.plot_kl_per_dimension([0.5, 1e-4, 2.0, 3e-4], 2, "VAE", tmp_path / "kl.png")
+    width, height = png_size(tmp_path / "kl.png")
+    assert (width, height) == (770, 440)  # 7 x 4 inches at 110 dpi

@@ -83,3 +83,18 @@ def test_nan_loss_stops_training_and_keeps_the_old_checkpoint(scratch, monkeypat
     assert message == (f"error: ae: the training loss became nan in epoch 1; stopped, {path} is as it was. "
                        "Try a smaller --learning-rate")
     assert path.read_bytes() == before
+
+
+def test_burdas_setting_trains_and_resumes_only_in_that_setting(scratch):
+    burda = ("--model", "vae", "--binarize", "dynamic", "--likelihood", "bernoulli", "--hidden-layers", "2",
+             "--hidden-dims", "16", "--activation", "tanh", "--latent-dims", "5", "--ckpt-dir", scratch / "burda")
+    assert run_train(scratch, *burda, "--epochs", "1") is None
+    checkpoint = load(scratch / "burda" / "mnist_vae.pt")
+    assert checkpoint["model_args"] == {"latent_dims": 5, "hidden_dims": 16, "hidden_layers": 2, "activation": "tanh",
+                                        "likelihood": "bernoulli", "beta": 1.0}
+    assert checkpoint["config"]["binarize"] == "dynamic" and "decoder.4.weight" in checkpoint["weights"]
+    message = run_train(scratch, "--model", "vae", "--binarize", "static", "--likelihood", "bernoulli", "--resume",
+                        "--epochs", "2", "--ckpt-dir", scratch / "burda")
+    assert "--binarize static (checkpoint: dynamic)" in message
+    assert run_train(scratch, *burda, "--resume", "--epochs", "2") is None
+    assert len(load(scratch / "burda" / "mnist_vae.pt")["history"]) == 2
