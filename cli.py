@@ -41,13 +41,21 @@ def catch_interrupts():
 
 @contextlib.contextmanager
 def signals_held():
-    """Hold Ctrl-C and SIGTERM back while the block runs (a save and its bookkeeping); they arrive right after."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    """Hold Ctrl-C and SIGTERM back while the block runs (a save and its bookkeeping); they arrive right after.
+
+    Python runs signal handlers in the main thread whichever thread the signal reached, so swapping the handlers
+    holds them for the whole process (a thread mask would not: torch's worker threads take signals too).
+    """
+    held = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: held.append(signum))
+                for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in held:
+            os.kill(os.getpid(), signum)  # delivered again, now to the handler the script had
 
 
 def run(main):

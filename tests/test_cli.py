@@ -39,11 +39,13 @@ def test_run_ends_interruptions_in_one_line(capsys, monkeypatch, raised, code, p
 
 
 def test_signals_held_arrive_after_the_block():
+    torch.ones(1000, 1000) @ torch.ones(1000, 1000)  # torch's worker threads exist, and may take the signal
     events = []
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: events.append("signal"))
     try:
         with cli.signals_held():
             os.kill(os.getpid(), signal.SIGTERM)
+            torch.ones(1000, 1000) @ torch.ones(1000, 1000)
             events.append("block done")
         events.append("after")
     finally:
