@@ -65,7 +65,7 @@ def load(name, root, device, binarize="none"):
             )
         splits[split] = dataset
     images = {split: dataset.data for split, dataset in splits.items()}
-    for split in ("test", "train") if binarize == "static" else ("test",) if binarize == "dynamic" else ():
+    for split in {"none": (), "dynamic": ("test",), "static": ("train", "test")}[binarize]:  # drawn once here
         images[split] = binarized(images[split], BINARIZE_SEEDS[split])
     return SimpleNamespace(
         train_images=images["train"].to(device),
