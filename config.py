@@ -22,8 +22,8 @@ batch_size: "training mini-batch size" = 512
 learning_rate: "Adam learning rate" = 3e-4
 resume: "continue training from the checkpoint for more epochs" = False
 overwrite: "let a fresh run replace a checkpoint that holds more epochs than it will train" = False
-compile: "torch.compile the model (faster on GPU after a warm-up; numbers may differ slightly)" = False
-bf16: "bfloat16 autocast on CUDA (faster, changes numbers)" = False
+compile: "torch.compile the model (not measured faster for these MLPs; numbers differ slightly)" = False
+bf16: "bfloat16 autocast on CUDA (not measured faster for these MLPs; changes numbers)" = False
 # model and objective
 latent_dims: "size of the latent code z" = 2
 hidden_dims: "width of each hidden layer of encoder and decoder" = 512
