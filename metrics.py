@@ -138,8 +138,9 @@ def measure(model, name, dataset, cfg):
     test_codes = encode_all(model, dataset.test_images)
     mse, bce = reconstruction_errors(model, test_codes, dataset.test_images)
     metrics = {
-        "model": name, "dataset": cfg.dataset, "likelihood": model.likelihood, "beta": model.beta,
-        "latent_dims": model.latent_dims, "test_loss": loss["loss"], "mse_per_pixel": mse, "bce_nats": bce,
+        "model": name, "dataset": cfg.dataset, "binarize": cfg.binarize, "likelihood": model.likelihood,
+        "beta": model.beta, "latent_dims": model.latent_dims, "test_loss": loss["loss"], "mse_per_pixel": mse,
+        "bce_nats": bce,
         # With fewer training images than NEIGHBOURS (tiny data), every one of them votes.
         "knn_neighbours": min(NEIGHBOURS, len(train_codes)),
         "knn_accuracy": knn_accuracy(train_codes, dataset.train_labels, test_codes, dataset.test_labels,
@@ -154,7 +155,7 @@ def measure(model, name, dataset, cfg):
         elbo, elbo_se = mean_and_standard_error(elbo)
         nats_are, is_likelihood = what_the_nats_are(model, cfg.binarize)
         metrics.update({
-            "binarize": cfg.binarize, "nats_are": nats_are, "is_likelihood": is_likelihood,
+            "nats_are": nats_are, "is_likelihood": is_likelihood,
             "negative_elbo_nats": elbo, "negative_elbo_se": elbo_se, "elbo_reconstruction_nats": recon.mean().item(),
             "kl_nats": kl.mean().item(), "iw_nll_nats": bound, "iw_nll_se": bound_se, "iw_samples": cfg.iw_samples,
             "iw_seconds": iw_seconds, "active_units": active_units(test_codes),

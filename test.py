@@ -23,7 +23,7 @@ from metrics import measure  # noqa: E402
 def report(metrics, epochs):
     """The printed form of measure()'s dict: each figure says what it is."""
     m = metrics
-    bce = "" if m.get("binarize", "none") != "none" else " (on grey levels: not a likelihood)"
+    bce = " (on grey levels: not a likelihood)" if m["binarize"] == "none" else ""
     rows = [("test loss (as trained)", f"{m['test_loss']:.4f}"),
             ("reconstruction", f"MSE {m['mse_per_pixel']:.4f} per pixel, BCE {m['bce_nats']:.1f} nats per image{bce}")]
     if m["model"] == "vae":

@@ -103,6 +103,22 @@ def test_measure_on_fewer_training_images_than_neighbours():
     assert metrics["knn_accuracy"] in (0, 0.25, 0.5, 0.75, 1)
 
 
+def test_measure_names_the_data_of_either_model():
+    """test.py labels BCE "on grey levels" from this key, so the AE must carry it as well as the VAE."""
+    from types import SimpleNamespace
+
+    from metrics import measure
+    from model import AutoEncoder
+
+    torch.manual_seed(0)
+    dataset = SimpleNamespace(train_images=tiny_images(8), train_labels=torch.arange(8) % 2,
+                              test_images=tiny_images(4, seed=1), test_labels=torch.tensor([0, 1, 0, 1]))
+    for binarize in ("none", "dynamic"):
+        metrics, _ = measure(AutoEncoder(2, 16, likelihood="bernoulli"), "ae", dataset,
+                             SimpleNamespace(dataset="mnist", iw_samples=2, binarize=binarize))
+        assert metrics["binarize"] == binarize
+
+
 @pytest.mark.parametrize("beta", [1.0, 0.1, 4.0])
 def test_a_gaussian_model_is_scored_as_the_decoder_of_variance_beta_over_2(beta):
     model = tiny_vae("gaussian")
