@@ -41,6 +41,11 @@ data_root: "datasets are read from (and downloaded to) here" = "data"
 ckpt_dir: "checkpoints: <ckpt_dir>/<dataset>_<model>.pt" = "ckpts"
 plot_dir: "figures, GIFs and metrics: <plot_dir>/<dataset>_<model>_*.png" = "plots"
 
+# The VAE of Burda, Grosse & Salakhutdinov (2015), Table 1, one stochastic layer: what experiments/burda2015.sh
+# trains (with batches of 100; the paper's are 20) and what the benchmarks time as the literature's setting.
+BURDA2015 = {"hidden_layers": 2, "hidden_dims": 200, "activation": "tanh", "latent_dims": 50,
+             "likelihood": "bernoulli", "binarize": "dynamic"}
+
 MODELS = ("ae", "vae")
 DATASETS = ("mnist", "fashion-mnist")
 LIKELIHOODS = ("gaussian", "bernoulli")
@@ -81,13 +86,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def parse(keys, argv=None, description=None):
+def parse(keys, argv=None, description=None, script_defaults=None):
     """Parse --key value overrides of the given config keys.
 
     Returns (cfg, overrides): cfg holds every default with the overrides applied;
     overrides holds only what the user typed, so a script can lay it over a checkpoint's config.
+    script_defaults: values a script uses in place of this module's defaults, shown as such in its --help.
     """
-    values, help_text = defaults(), help_texts()
+    values, help_text = {**defaults(), **(script_defaults or {})}, help_texts()
     parser = _Parser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     for key in keys:
         default = values[key]
@@ -129,6 +135,11 @@ def merge(stored, overrides):
     base = defaults()
     kept = {k: v for k, v in stored.items() if k in base and k not in RUNTIME_KEYS}
     return SimpleNamespace(**{**base, **kept, **overrides})
+
+
+def as_flags(values):
+    """Config values as the command-line flags that set them: {"latent_dims": 50} -> ["--latent-dims", "50"]."""
+    return [text for key, value in values.items() for text in ("--" + key.replace("_", "-"), str(value))]
 
 
 def models(choice):

@@ -57,19 +57,21 @@ def importance_weighted_nll(model, images, samples, samples_per_chunk=SAMPLES_PE
     """
     images_per_chunk = max(1, samples_per_chunk // samples)
     samples_per_step = min(samples, samples_per_chunk)
-    prior = torch.distributions.Normal(0.0, 1.0)
     bounds = []
     with tqdm(total=len(images), desc=f"IW bound, k = {samples}", unit="image", leave=False, disable=None) as progress:
         for x in data.batches(images, images_per_chunk, shuffle=False):
             mu, logvar = model.posterior(x)  # (B, latent) each
-            posterior = torch.distributions.Normal(mu[:, None], torch.exp(0.5 * logvar)[:, None])  # batch shape (B, 1, latent)
-            pixels = x.flatten(1)[:, None]  # (B, 1, 784)
+            std, pixels = torch.exp(0.5 * logvar)[:, None], x.flatten(1)[:, None]  # (B, 1, latent), (B, 1, 784)
             log_weights = []
             for start in range(0, samples, samples_per_step):
-                z = posterior.sample((min(samples_per_step, samples - start),)).squeeze(2).transpose(0, 1)  # (B, k, latent)
-                logits = model.decode_logits(z)  # (B, k, 784)
-                log_joint = log_likelihood(model, logits, pixels.expand_as(logits)) + prior.log_prob(z).sum(-1)
-                log_weights.append(log_joint - posterior.log_prob(z).sum(-1))  # (B, k)
+                shape = (min(samples_per_step, samples - start), len(x), model.latent_dims)
+                # Drawn sample-major: the numbers Normal(mu, std).sample((k,)) draws, so the estimate is as before.
+                noise = torch.randn(shape, device=x.device).transpose(0, 1)  # (B, k, latent)
+                z = mu[:, None] + std * noise
+                # log p(z) - log q(z|x) for z = mu + std * noise: the Gaussians' log(2 pi) terms cancel.
+                log_prior_over_posterior = (0.5 * (noise.square() - z.square()).sum(-1)
+                                            + 0.5 * logvar.sum(-1, keepdim=True))  # (B, k)
+                log_weights.append(log_likelihood(model, model.decode_logits(z), pixels) + log_prior_over_posterior)
             log_weights = torch.cat(log_weights, 1)  # (B, samples)
             bounds.append(math.log(samples) - torch.logsumexp(log_weights, 1))
             progress.update(len(x))

@@ -2,80 +2,27 @@
 
   (a) this project's loop: uint8 images resident on the device, batches cut by a random permutation;
   (b) the common torchvision path: DataLoader over the dataset with ToTensor(), one PIL image at a time;
-  (c) the floor: only the matrix multiplies of the same network's forward and backward passes.
+  (c) the floor: only the matrix multiplies of the same network's forward and backward passes, and one fused Adam
+      pass a step over all parameters at once (benchmarks/works.py).
 
     python -m benchmarks.epoch --dataset fashion-mnist            # add --device cuda on a GPU machine
 """
 import math
-import statistics
-import time
-from types import SimpleNamespace
 
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 from torchvision import transforms
-from tqdm import tqdm
 
 import cli
 import config
 import data
-from loop import make_optimizer, train_epoch
-from metrics import EVAL_BATCH_SIZE, evaluate
-from model import build
+from benchmarks.timing import best_times, device_name, paired_ratio, timed_rounds
+from benchmarks.works import project_loop, replaced, step_floor, vae
 
 SCALE_BATCH_SIZES = (128, 512, 2048)
 SCALE_LATENT_DIMS = (2, 64)
 REPEATS = 7  # the headline figures are the best of this many epochs
 SCALE_REPEATS = 2  # and each cell of the scaling table the best of this many
-
-
-def timed_rounds(device, works, repeats):
-    """Seconds each of `works` takes, in `repeats` rounds: one row per round, one figure per work.
-
-    The works take turns within a round, so a slow spell of a shared machine hits neighbours alike.
-    """
-    rounds = []
-    for _ in range(repeats):
-        seconds = []
-        for work in works:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            started = time.perf_counter()
-            work()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            seconds.append(time.perf_counter() - started)
-        rounds.append(seconds)
-    return rounds
-
-
-def best_times(device, works, repeats=1):
-    """The fewest seconds each of `works` takes over `repeats` rounds: the figure least disturbed by other
-    processes, which only ever add time."""
-    return [min(column) for column in zip(*timed_rounds(device, works, repeats))]
-
-
-def replaced(cfg, **values):
-    """A copy of cfg with some values replaced."""
-    return SimpleNamespace(**{**vars(cfg), **values})
-
-
-def vae(cfg, device):
-    torch.manual_seed(cfg.seed)
-    return build("vae", cfg).to(device)
-
-
-def project_loop(cfg, dataset, device, batch_size, train_count=None):
-    """(a): (train epoch, evaluation) as train.py and test.py run them, warmed up and ready to time."""
-    model = vae(cfg, device)
-    optimizer = make_optimizer(model, cfg.learning_rate, device)
-    quiet = tqdm(disable=True)
-    train_images = dataset.train_images[:train_count]
-    train_epoch(model, optimizer, train_images[: 20 * batch_size], batch_size, quiet)  # warm-up
-    evaluate(model, dataset.test_images[:EVAL_BATCH_SIZE])  # warm-up
-    return (lambda: train_epoch(model, optimizer, train_images, batch_size, quiet).item(),
-            lambda: evaluate(model, dataset.test_images))
 
 
 def seconds_per_step_fixed(cfg, dataset, device, steps=500):
@@ -111,48 +58,6 @@ def dataloader_loop(cfg, device, batch_size):
     return train_epoch_dataloader, evaluate_dataloader
 
 
-def gemm_floor(model, count, batch_size):
-    """(c): just the forward and backward matrix multiplies of one epoch through `model`'s own nn.Linear layers,
-    into preallocated outputs: the arithmetic any implementation of this network has to do."""
-    layers = [module for module in model.modules() if isinstance(module, nn.Linear)]
-    weights = [layer.weight.detach() for layer in layers]  # (out, in) each
-    device = weights[0].device
-    weight_grads = [torch.empty_like(weight) for weight in weights]
-    inputs = [torch.randn(batch_size, weight.shape[1], device=device) for weight in weights]
-    outputs = [torch.randn(batch_size, weight.shape[0], device=device) for weight in weights]
-    output_grads = [torch.randn(batch_size, weight.shape[0], device=device) for weight in weights]
-    input_grads = [torch.empty(batch_size, weight.shape[1], device=device) for weight in weights]
-    sizes = [min(batch_size, count - start) for start in range(0, count, batch_size)]
-
-    def one_batch(rows):
-        for index, weight in enumerate(weights):
-            x, grad_y = inputs[index][:rows], output_grads[index][:rows]
-            torch.mm(x, weight.T, out=outputs[index][:rows])  # forward
-            torch.mm(grad_y.T, x, out=weight_grads[index])  # backward: the weight's gradient
-            if index > 0:  # and the input's, but for the first layer, whose input is the images
-                torch.mm(grad_y, weight, out=input_grads[index][:rows])
-
-    for rows in sizes[:10]:  # warm-up
-        one_batch(rows)
-    return lambda: [one_batch(rows) for rows in sizes]
-
-
-def paired_ratio(rounds):
-    """(median, lowest, highest) over rounds of the first work's seconds divided by the second's.
-
-    On a shared machine the floor itself moves by up to 20% between spells; (a) against the (c) run right beside
-    it moves far less, so the ratio is taken round by round.
-    """
-    ratios = [seconds[0] / seconds[1] for seconds in rounds]
-    return statistics.median(ratios), min(ratios), max(ratios)
-
-
-def device_name(device):
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{device.type}, {torch.get_num_threads()} threads"
-
-
 def main():
     cfg, _ = config.parse(("dataset", "device", "seed", "batch_size", "latent_dims", "data_root"), description=__doc__)
     device = cli.resolve_device(cfg.device)
@@ -162,14 +67,14 @@ def main():
           f"latent {cfg.latent_dims}, hidden {cfg.hidden_dims}; device: {device_name(device)}; torch {torch.__version__}")
 
     project = project_loop(cfg, dataset, device, cfg.batch_size)
-    floor = gemm_floor(vae(cfg, device), count, cfg.batch_size)
+    floor = step_floor(vae(cfg, device), count, cfg.batch_size, cfg.learning_rate)
     rounds = timed_rounds(device, [project[0], floor, project[1]], REPEATS)
     a_train, c_train, a_test = (min(column) for column in zip(*rounds))
     a_over_c, lowest, highest = paired_ratio(rounds)
     b_train, b_test = best_times(device, dataloader_loop(cfg, device, cfg.batch_size))  # once: it is slow
     print(f"\n{'':34}{'train s/epoch':>14}{'samples/s':>12}{'test s':>9}")
     for label, train, test in [("(a) this project", a_train, a_test), ("(b) DataLoader(ToTensor())", b_train, b_test),
-                               ("(c) matrix-multiply floor", c_train, None)]:
+                               ("(c) floor: multiplies + Adam", c_train, None)]:
         test_text = f"{test:9.3f}" if test is not None else f"{'-':>9}"
         print(f"{label:34}{train:14.3f}{count / train:12,.0f}{test_text}")
     print(f"\na/b = {a_train / b_train:.3f} (train), {a_test / b_test:.3f} (test)   b/a = {b_train / a_train:.1f}x")
@@ -188,7 +93,7 @@ def main():
         for latent_dims in SCALE_LATENT_DIMS:
             cell = replaced(cfg, latent_dims=latent_dims)
             train_work, _ = project_loop(cell, dataset, device, batch_size)
-            floor_work = gemm_floor(vae(cell, device), count, batch_size)
+            floor_work = step_floor(vae(cell, device), count, batch_size, cfg.learning_rate)
             train, floor = best_times(device, [train_work, floor_work], SCALE_REPEATS)
             cells.append(f"{train:.3f} ({floor:.3f})")
         print(f"{batch_size:>8}" + "".join(f"{cell:>22}" for cell in cells))

@@ -12,8 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-.venv/bin/python}
 out=runs/burda2015
-flags=(--model vae --dataset mnist --binarize dynamic --likelihood bernoulli --hidden-layers 2 --hidden-dims 200
-       --activation tanh --latent-dims 50 --batch-size 100 --ckpt-dir "$out/ckpts" --resume)
+network=$("$python" -c 'import config; print(*config.as_flags(config.BURDA2015))')  # the network, from config.py
+read -ra network <<< "$network"
+flags=(--model vae --dataset mnist "${network[@]}" --batch-size 100 --ckpt-dir "$out/ckpts" --resume)
 epochs=0
 for ((stage = 0; stage < ${1:-8}; stage++)); do
   epochs=$((epochs + 3 ** stage))

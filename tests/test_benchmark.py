@@ -1,10 +1,10 @@
-"""The benchmark's parts: its floor is the model's own matrix multiplies, its ratio is paired round by round,
-and it runs end to end on tiny data (no timing is asserted)."""
+"""The benchmarks' parts: their floors are the model's own matrix multiplies and one Adam pass, their ratios are
+paired round by round, and they run end to end on tiny data (no timing is asserted)."""
 import pytest
 import torch
 from torch import nn
 
-from benchmarks import epoch
+from benchmarks import timing, works
 from conftest import ROOT, run_python
 from model import VariationalAutoEncoder
 
@@ -22,7 +22,7 @@ def test_the_floor_multiplies_what_the_models_layers_multiply(monkeypatch, extra
     model = VariationalAutoEncoder(latent_dims=3, hidden_dims=16)
     if extra_layer:  # whatever model.py defines, the floor follows
         model.decoder.insert(2, nn.Linear(16, 16))
-    floor = epoch.gemm_floor(model, count=10, batch_size=4)
+    floor = works.step_floor(model, count=10, batch_size=4, learning_rate=1e-3)
     layers = [(16, 784), (3, 16), (16, 3)] + [(16, 16)] * extra_layer + [(784, 16), (3, 16)]  # (out, in) per layer
     expected = []
     for rows in (4, 4, 2):  # batches of one epoch of 10 images
@@ -33,21 +33,66 @@ def test_the_floor_multiplies_what_the_models_layers_multiply(monkeypatch, extra
     assert multiplies(monkeypatch, floor) == sorted(expected)
 
 
+def test_the_floors_adam_pass_is_adams_update_of_every_parameter():
+    torch.manual_seed(0)
+    model = VariationalAutoEncoder(latent_dims=3, hidden_dims=16)
+    weights, grads, step = works.flat_adam(model, learning_rate=0.01)
+    parameters = list(model.parameters())
+    for parameter in parameters:
+        parameter.grad = torch.randn_like(parameter)
+    grads.copy_(torch.cat([parameter.grad.flatten() for parameter in parameters]))
+    adam = torch.optim.Adam(parameters, lr=0.01)
+    for _ in range(3):
+        step()
+        adam.step()
+    assert torch.allclose(weights, torch.cat([parameter.detach().flatten() for parameter in parameters]), atol=1e-6)
+    assert weights.numel() == sum(parameter.numel() for parameter in parameters)
+
+
+def test_the_floor_writes_its_gradients_where_its_adam_pass_reads_them():
+    model = VariationalAutoEncoder(latent_dims=3, hidden_dims=16)
+    _, flat_grads, _ = works.flat_adam(model, 1e-3)
+    views = works.parameter_views(model, flat_grads)
+    for view, layer in zip(views, works.linear_layers(model)):
+        assert view.shape == layer.weight.shape
+        view.fill_(1.0)
+    assert flat_grads.sum() == sum(layer.weight.numel() for layer in works.linear_layers(model))  # views, not copies
+
+
+def test_the_decoder_floor_multiplies_what_the_decoder_multiplies(monkeypatch):
+    model = VariationalAutoEncoder(latent_dims=3, hidden_dims=16, hidden_layers=2)
+    floor = works.decoder_floor(model, samples=10, rows_per_chunk=4)
+    expected = [((rows, inp), (inp, out)) for rows in (4, 4, 2) for inp, out in ((3, 16), (16, 16), (16, 784))]
+    assert multiplies(monkeypatch, floor) == sorted(expected)
+
+
 def test_the_ratio_is_taken_round_by_round():
     rounds = [[2.0, 1.0, 9.0], [3.0, 2.0, 9.0], [1.3, 1.0, 9.0]]  # (a) 2.0x, 1.5x, 1.3x the (c) beside it
-    assert epoch.paired_ratio(rounds) == (1.5, 1.3, 2.0)
+    assert timing.paired_ratio(rounds) == (1.5, 1.3, 2.0)
+    assert timing.paired_ratio(rounds, first=2, second=0) == (4.5, 3.0, 9.0 / 1.3)
 
 
 def test_works_take_turns_and_each_keeps_its_best_time(monkeypatch):
     order, clock = [], iter(range(100))
-    monkeypatch.setattr(epoch.time, "perf_counter", lambda: next(clock))
-    works = [lambda: order.append("a"), lambda: [order.append("c"), next(clock)]]  # c takes one more tick
-    assert epoch.timed_rounds(torch.device("cpu"), works, repeats=2) == [[1, 2], [1, 2]]
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: next(clock))
+    works_timed = [lambda: order.append("a"), lambda: [order.append("c"), next(clock)]]  # c takes one more tick
+    assert timing.timed_rounds(torch.device("cpu"), works_timed, repeats=2) == [[1, 2], [1, 2]]
     assert order == ["a", "c", "a", "c"]
-    assert epoch.best_times(torch.device("cpu"), works, repeats=3) == [1, 2]
+    assert timing.best_times(torch.device("cpu"), works_timed, repeats=3) == [1, 2]
 
 
-def test_the_benchmark_runs_end_to_end(data_root):
+def test_the_epoch_benchmark_runs_end_to_end(data_root):
     result = run_python("-m", "benchmarks.epoch", "--device", "cpu", "--data-root", data_root, cwd=ROOT)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     assert "a/c = " in result.stdout
+
+
+def test_the_literature_benchmark_runs_every_row_and_the_bound(data_root):
+    result = run_python("-m", "benchmarks.literature", "--device", "cpu", "--data-root", data_root,
+                        "--iw-samples", "10", cwd=ROOT)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines() if line.split()[:1] in (["default"], ["burda2015"])]
+    assert [row[:2] for row in rows] == [["default", "512"], ["burda2015", "100"], ["burda2015", "20"]]
+    assert "k = 10, 100 test images" in result.stdout
+    help_text = run_python("-m", "benchmarks.literature", "--help", cwd=ROOT).stdout
+    assert "(default: 5000)" in help_text  # the literature's k, not test.py's

@@ -135,6 +135,17 @@ def test_dynamic_binarisation_fixes_the_test_set_and_redraws_training_batches(da
     assert batches[0][bright].eq(1).float().mean() > 0.98  # white pixels stay white: intensity is the probability
 
 
+def test_dynamic_binarisation_draws_each_pixel_with_its_intensity_as_the_probability():
+    torch.manual_seed(0)
+    intensities = torch.arange(256, dtype=torch.uint8).repeat(4000, 1)  # every grey level, 4,000 times
+    pixels = data.bernoulli_pixels(intensities)
+    assert pixels.dtype == torch.float32 and set(pixels.unique().tolist()) == {0.0, 1.0}
+    frequency = pixels.mean(0)
+    assert frequency[0] == 0 and frequency[255] == 1  # black stays black, white stays white
+    standard_error = (frequency * (1 - frequency) / 4000).sqrt().clamp(min=1e-3)
+    assert ((frequency - torch.arange(256) / 255).abs() < 5 * standard_error).all()
+
+
 def test_static_binarisation_draws_both_splits_once(data_root):
     first, second = (data.load("mnist", data_root, torch.device("cpu"), "static") for _ in range(2))
     assert set(first.train_images.unique().tolist()) == {0, 255} and not first.resample

@@ -70,6 +70,33 @@ def test_bound_is_exact_when_the_decoder_ignores_z(likelihood, samples_per_chunk
     assert torch.allclose(bound, exact, rtol=1e-5)  # image by image
 
 
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_bound_draws_and_weighs_as_torch_distributions_does(likelihood):
+    """The bound writes log p(z) - log q(z|x) in closed form from its noise; the same seed must give the same
+    estimate as drawing z with torch.distributions.Normal and scoring it with its log_prob."""
+    model = tiny_vae(likelihood)
+    images = tiny_images(5)
+    samples = 30
+    torch.manual_seed(3)
+    ours = importance_weighted_nll(model, images, samples)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        x = images.float().div(255)
+        mu, logvar = model.posterior(x)
+        posterior = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))  # batch shape (5, latent)
+        z = posterior.sample((samples,))  # (k, 5, latent)
+        logits = model.decode_logits(z)  # (k, 5, 784)
+        pixels = x.flatten(1).expand_as(logits)
+        if likelihood == "bernoulli":
+            log_likelihood = -F.binary_cross_entropy_with_logits(logits, pixels, reduction="none").sum(-1)
+        else:
+            log_likelihood = torch.distributions.Normal(torch.sigmoid(logits), math.sqrt(0.5)).log_prob(pixels).sum(-1)
+        prior = torch.distributions.Normal(0.0, 1.0)
+        log_weights = log_likelihood + prior.log_prob(z).sum(-1) - posterior.log_prob(z).sum(-1)  # (k, 5)
+        expected = math.log(samples) - torch.logsumexp(log_weights, 0)
+    assert torch.allclose(ours, expected, rtol=1e-5)
+
+
 def test_knn_accuracy_on_separated_clusters_and_on_random_labels():
     generator = torch.Generator().manual_seed(0)
     centres = torch.randn(10, 8, generator=generator) * 20

@@ -75,6 +75,27 @@ def test_bernoulli_loss_is_summed_binary_cross_entropy():
     assert torch.allclose(loss, expected.mean() / PIXELS, rtol=1e-4)
 
 
+@pytest.mark.parametrize("binary", [True, False])
+def test_binary_cross_entropy_and_its_gradient_are_torchs(binary):
+    """model.binary_cross_entropy is written for speed; it must agree with torch's own, far into the tails too."""
+    from model import binary_cross_entropy
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, PIXELS, generator=generator) * 10
+    logits[0, :4] = torch.tensor([1000.0, -1000.0, 88.0, -104.0])  # where exp over- or underflows
+    logits.requires_grad_()
+    x = torch.rand(6, PIXELS, generator=generator)
+    x = (x < 0.3).float() if binary else x
+    weights = torch.randn(6, generator=generator)
+    ours = binary_cross_entropy(logits, x)
+    torchs = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+    assert torch.allclose(ours, torchs, rtol=1e-6)
+    assert torch.allclose(*(torch.autograd.grad((loss * weights).sum(), logits)[0] for loss in (ours, torchs)))
+    samples = torch.randn(6, 3, PIXELS, generator=generator)  # k = 3 samples of each image, as the bound scores
+    assert torch.allclose(binary_cross_entropy(samples, x[:, None]),
+                          F.binary_cross_entropy_with_logits(samples, x[:, None].expand_as(samples),
+                                                             reduction="none").sum(-1), rtol=1e-6)
+
+
 def test_beta_scales_only_the_kl_term():
     torch.manual_seed(0)
     model = VariationalAutoEncoder(latent_dims=3, hidden_dims=64)

@@ -1,0 +1,81 @@
+"""The literature's setting at the CPU's speed: seconds per training epoch of this project's loop (a) against its floor
+(c), the model's own matrix multiplies and one fused Adam pass a step (benchmarks/works.py), for the default VAE and
+for Burda et al.'s (2015) 784-200-200-50 tanh VAE on dynamically binarised data at batch 100 (experiments/burda2015.sh)
+and 20 (the paper's); then the importance-weighted bound on Burda's network against its decoder's multiplies.
+
+    python -m benchmarks.literature                 # MNIST, k = 5000; a few minutes on 2 CPU cores
+"""
+import math
+
+import torch
+
+import cli
+import config
+import data
+from benchmarks.timing import best_times, device_name, paired_ratio, timed_rounds
+from benchmarks.works import decoder_floor, project_loop, replaced, step_floor, vae
+from metrics import SAMPLES_PER_CHUNK, importance_weighted_nll
+
+ROWS = (("default", 512), ("burda2015", 100), ("burda2015", 20))  # (network, batch size)
+ROUNDS = 5  # paired rounds of (a) beside (c) per row
+BOUND_IMAGES = 500  # test images the bound is timed on: a twentieth of the test set, the same work per image
+BOUND_ROUNDS = 3
+
+
+def training_rows(cfg, datasets, device):
+    """One dict per row of ROWS: seconds per epoch of (a) and (c), best of ROUNDS, and their paired a/c."""
+    rows = []
+    for network, batch_size in ROWS:
+        row_cfg, dataset = datasets[network]
+        train_work, _ = project_loop(row_cfg, dataset, device, batch_size)
+        floor_work = step_floor(vae(row_cfg, device), len(dataset.train_images), batch_size, row_cfg.learning_rate)
+        rounds = timed_rounds(device, [train_work, floor_work], ROUNDS)
+        (a, c), ratio = [min(column) for column in zip(*rounds)], paired_ratio(rounds)
+        rows.append({"network": network, "batch": batch_size, "a": a, "c": c, "ratio": ratio,
+                     "steps": math.ceil(len(dataset.train_images) / batch_size)})
+    return rows
+
+
+def bound_row(cfg, dataset, device, samples, count):
+    """Seconds of the importance-weighted bound with `samples` per image on `count` test images, against the
+    decoder's multiplies for the same samples in the bound's chunks; best of BOUND_ROUNDS and paired ratio."""
+    model = vae(cfg, device)
+    images = dataset.test_images[:count]
+    rows_per_chunk = min(samples, SAMPLES_PER_CHUNK)
+    floor_work = decoder_floor(model, count * samples, rows_per_chunk)
+    bound_work = lambda: importance_weighted_nll(model, images, samples)  # noqa: E731
+    importance_weighted_nll(model, images[:1], samples)  # warm-up
+    rounds = timed_rounds(device, [bound_work, floor_work], BOUND_ROUNDS)
+    return [min(column) for column in zip(*rounds)], paired_ratio(rounds)
+
+
+def main():
+    keys = ("dataset", "device", "seed", "learning_rate", "iw_samples", "data_root")
+    cfg, _ = config.parse(keys, description=__doc__, script_defaults={"iw_samples": 5000})
+    device = cli.resolve_device(cfg.device)
+    burda_cfg = replaced(cfg, **config.BURDA2015)
+    datasets = {"default": (cfg, data.load(cfg.dataset, cfg.data_root, device)),
+                "burda2015": (burda_cfg, data.load(cfg.dataset, cfg.data_root, device, burda_cfg.binarize))}
+    print(f"VAE on {cfg.dataset}; device: {device_name(device)}; torch {torch.__version__}")
+    print("networks: default = 784-512-2 ReLU, Gaussian; burda2015 = 784-200-200-50 tanh, Bernoulli, dynamic "
+          "binarisation\n")
+
+    print(f"{'network':>10}{'batch':>7}{'(a) s/epoch':>13}{'(c) s/epoch':>13}{'(a) ms/step':>13}"
+          f"{'(c) ms/step':>13}   a/c (median of {ROUNDS}; range)")
+    for row in training_rows(cfg, datasets, device):
+        median, lowest, highest = row["ratio"]
+        print(f"{row['network']:>10}{row['batch']:>7}{row['a']:13.3f}{row['c']:13.3f}"
+              f"{1000 * row['a'] / row['steps']:13.3f}{1000 * row['c'] / row['steps']:13.3f}"
+              f"   {median:.2f} ({lowest:.2f}-{highest:.2f})")
+
+    _, dataset = datasets["burda2015"]
+    count = min(BOUND_IMAGES, len(dataset.test_images))
+    (bound, floor), (median, lowest, highest) = bound_row(burda_cfg, dataset, device, cfg.iw_samples, count)
+    scale = len(dataset.test_images) / count
+    print(f"\nimportance-weighted bound, burda2015, k = {cfg.iw_samples}, {count} test images (x {scale:g} for the "
+          f"test set): {bound:.2f} s ({bound * scale:.0f} s); decoder multiplies {floor:.2f} s ({floor * scale:.0f} s); "
+          f"ratio {median:.2f} (median of {BOUND_ROUNDS}; {lowest:.2f}-{highest:.2f})")
+
+
+if __name__ == "__main__":
+    cli.run(main)

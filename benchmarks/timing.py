@@ -1,0 +1,47 @@
+"""How the benchmarks time their works: in rounds that take turns, the best of each, and ratios paired by round."""
+import statistics
+import time
+
+import torch
+
+
+def timed_rounds(device, works, repeats):
+    """Seconds each of `works` takes, in `repeats` rounds: one row per round, one figure per work.
+
+    The works take turns within a round, so a slow spell of a shared machine hits neighbours alike.
+    """
+    rounds = []
+    for _ in range(repeats):
+        seconds = []
+        for work in works:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            started = time.perf_counter()
+            work()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds.append(time.perf_counter() - started)
+        rounds.append(seconds)
+    return rounds
+
+
+def best_times(device, works, repeats=1):
+    """The fewest seconds each of `works` takes over `repeats` rounds: the figure least disturbed by other
+    processes, which only ever add time."""
+    return [min(column) for column in zip(*timed_rounds(device, works, repeats))]
+
+
+def paired_ratio(rounds, first=0, second=1):
+    """(median, lowest, highest) over rounds of work `first`'s seconds divided by work `second`'s.
+
+    On a shared machine the floor itself moves by up to 20% between spells; (a) against the (c) run right beside
+    it moves far less, so the ratio is taken round by round.
+    """
+    ratios = [seconds[first] / seconds[second] for seconds in rounds]
+    return statistics.median(ratios), min(ratios), max(ratios)
+
+
+def device_name(device):
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device.type}, {torch.get_num_threads()} threads"
