@@ -84,3 +84,18 @@ def test_merge_keeps_the_checkpoints_model_but_this_machines_paths():
     cfg = config.merge(stored, {"plot_dir": "mine"})
     assert cfg.latent_dims == 8 and cfg.device == "auto" and cfg.plot_dir == "mine"
     assert not hasattr(cfg, "unknown_future_key")
+
+
+def test_burda_et_al_s_network_written_as_flags_parses_back_to_itself():
+    """experiments/burda2015.sh passes config.BURDA2015 to train.py as flags: they must mean what the dict says."""
+    cfg, overrides = config.parse(ALL_KEYS, config.as_flags(config.BURDA2015))
+    assert overrides == config.BURDA2015
+    assert {key: getattr(cfg, key) for key in config.BURDA2015} == config.BURDA2015
+
+
+def test_a_script_may_use_its_own_defaults_and_says_so(capsys):
+    cfg, overrides = config.parse(("iw_samples",), [], script_defaults={"iw_samples": 5000})
+    assert cfg.iw_samples == 5000 and overrides == {}
+    with pytest.raises(SystemExit):
+        config.parse(("iw_samples",), ["--help"], script_defaults={"iw_samples": 5000})
+    assert "(default: 5000)" in capsys.readouterr().out

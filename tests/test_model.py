@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import MODEL_ARGS, PIXELS, AutoEncoder, VariationalAutoEncoder, build, gaussian_kl, model_args
+from model import MODEL_ARGS, PIXELS, AutoEncoder, Tanh, VariationalAutoEncoder, build, gaussian_kl, model_args
 
 
 def images(count=16, seed=0):
@@ -139,8 +139,18 @@ def test_depth_and_activation_make_burdas_784_200_200_50_network():
     model = VariationalAutoEncoder(latent_dims=50, hidden_dims=200, hidden_layers=2, activation="tanh")
     linears = [(module.in_features, module.out_features) for module in model.modules() if isinstance(module, torch.nn.Linear)]
     assert linears == [(784, 200), (200, 200), (200, 50), (50, 200), (200, 200), (200, 784), (200, 50)]
-    assert all(isinstance(module, torch.nn.Tanh) for module in (model.encoder[2], model.encoder[4], model.decoder[1]))
+    assert all(isinstance(module, Tanh) for module in (model.encoder[2], model.encoder[4], model.decoder[1]))
     assert not any(isinstance(module, torch.nn.ReLU) for module in model.modules())
+
+
+def test_the_tanh_layer_is_tanh_in_value_and_gradient():
+    x = torch.cat([torch.linspace(-20, 20, 4001), torch.tensor([-100.0, -1e-6, 0.0, 1e-6, 100.0])]).requires_grad_()
+    ours, torchs = Tanh()(x), torch.tanh(x)
+    assert torch.allclose(ours, torchs, atol=2e-7, rtol=0)
+    assert ours.abs().max() <= 1
+    weights = torch.randn(len(x), generator=torch.Generator().manual_seed(0))
+    grads = [torch.autograd.grad((y * weights).sum(), x)[0] for y in (ours, torchs)]
+    assert torch.allclose(*grads, atol=2e-6, rtol=0)  # weights up to about 4: (1 - y^2) within 5e-7
 
 
 def test_one_relu_layer_keeps_the_reference_designs_layout():
