@@ -159,7 +159,7 @@ def batches(images, batch_size, shuffle, resample=False):
 
 def bernoulli_pixels(images):
     """uint8 images -> float 0/1 pixels, each 1 with probability intensity / 255 exactly: a uniform draw from
-    0 ... 254 falls below the intensity that often. Drawn as bytes, it costs a quarter of torch.bernoulli's time
+    0 ... 254 falls below the intensity that often. Drawn as bytes, it costs a third of torch.bernoulli's time
     on the CPU (torch.bernoulli draws a double per pixel and converts the float intensities first)."""
     draws = torch.randint(255, images.shape, dtype=torch.uint8, device=images.device)
     return (draws < images).float()
