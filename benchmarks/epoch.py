@@ -16,7 +16,7 @@ from torchvision import transforms
 import cli
 import config
 import data
-from benchmarks.timing import best_times, device_name, paired_ratio, timed_rounds
+from benchmarks.timing import best_of, best_times, device_name, paired_ratio, timed_rounds
 from benchmarks.works import project_loop, replaced, step_floor, vae
 
 SCALE_BATCH_SIZES = (128, 512, 2048)
@@ -69,7 +69,7 @@ def main():
     project = project_loop(cfg, dataset, device, cfg.batch_size)
     floor = step_floor(vae(cfg, device), count, cfg.batch_size, cfg.learning_rate)
     rounds = timed_rounds(device, [project[0], floor, project[1]], REPEATS)
-    a_train, c_train, a_test = (min(column) for column in zip(*rounds))
+    a_train, c_train, a_test = best_of(rounds)
     a_over_c, lowest, highest = paired_ratio(rounds)
     b_train, b_test = best_times(device, dataloader_loop(cfg, device, cfg.batch_size))  # once: it is slow
     print(f"\n{'':34}{'train s/epoch':>14}{'samples/s':>12}{'test s':>9}")

@@ -12,7 +12,7 @@ import torch
 import cli
 import config
 import data
-from benchmarks.timing import best_times, device_name, paired_ratio, timed_rounds
+from benchmarks.timing import best_of, device_name, paired_ratio, timed_rounds
 from benchmarks.works import decoder_floor, project_loop, replaced, step_floor, vae
 from metrics import SAMPLES_PER_CHUNK, importance_weighted_nll
 
@@ -35,7 +35,7 @@ def training_rows(cfg, datasets, device):
         train_work, _ = project_loop(row_cfg, dataset, device, batch_size, count)
         floor_work = step_floor(vae(row_cfg, device), count, batch_size, row_cfg.learning_rate)
         rounds = timed_rounds(device, [train_work, floor_work], ROUNDS)
-        a, c = (EPOCH_FRACTION * min(column) for column in zip(*rounds))  # seconds per whole epoch
+        a, c = (EPOCH_FRACTION * seconds for seconds in best_of(rounds))  # seconds per whole epoch
         rows.append({"network": network, "batch": batch_size, "a": a, "c": c, "ratio": paired_ratio(rounds),
                      "steps": EPOCH_FRACTION * math.ceil(count / batch_size)})
     return rows
@@ -51,7 +51,7 @@ def bound_row(cfg, dataset, device, samples, count):
     bound_work = lambda: importance_weighted_nll(model, images, samples)  # noqa: E731
     importance_weighted_nll(model, images[:1], samples)  # warm-up
     rounds = timed_rounds(device, [bound_work, floor_work], BOUND_ROUNDS)
-    return [min(column) for column in zip(*rounds)], paired_ratio(rounds)
+    return best_of(rounds), paired_ratio(rounds)
 
 
 def main():

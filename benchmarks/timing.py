@@ -25,10 +25,15 @@ def timed_rounds(device, works, repeats):
     return rounds
 
 
+def best_of(rounds):
+    """The fewest seconds of each work over timed_rounds' rounds: the figure least disturbed by other processes,
+    which only ever add time."""
+    return [min(column) for column in zip(*rounds)]
+
+
 def best_times(device, works, repeats=1):
-    """The fewest seconds each of `works` takes over `repeats` rounds: the figure least disturbed by other
-    processes, which only ever add time."""
-    return [min(column) for column in zip(*timed_rounds(device, works, repeats))]
+    """best_of `repeats` rounds of `works`."""
+    return best_of(timed_rounds(device, works, repeats))
 
 
 def paired_ratio(rounds, first=0, second=1):
