@@ -22,7 +22,7 @@ from model import MODEL_ARGS, MODEL_CLASSES, model_args
 # What the weights were trained for: a resumed run may not change these.
 FIXED_ON_RESUME = ("dataset", "binarize", *MODEL_ARGS)
 # Constructor arguments added after checkpoints existed, with the value every older checkpoint was built with.
-ADDED_LATER = {"hidden_layers": 1, "activation": "relu"}
+ADDED_LATER = {"hidden_layers": 1, "activation": "relu", "objective": "elbo", "k": 1, "estimator": "standard"}
 # What every caller needs; load(needs=...) adds what one caller needs beyond these.
 REQUIRED = ("model", "model_args", "config", "weights")
 

@@ -20,6 +20,7 @@ seed: "seeds weights, shuffling and sampling; CPU runs repeat exactly" = 1337
 epochs: "total epochs; with --resume, the epoch count to reach" = 5
 batch_size: "training mini-batch size" = 512
 learning_rate: "Adam learning rate" = 3e-4
+adam_eps: "Adam's epsilon (Burda et al. 2015: 1e-4; PyTorch's default: 1e-8)" = 1e-8
 resume: "continue training from the checkpoint for more epochs" = False
 overwrite: "let a fresh run replace a checkpoint that holds more epochs than it will train" = False
 compile: "torch.compile the model (not measured faster for these MLPs; numbers differ slightly)" = False
@@ -32,6 +33,9 @@ activation: "relu | tanh (Burda et al. 2015 used tanh)" = "relu"
 likelihood: "gaussian (per-pixel MSE, the reference objective) | bernoulli (binary cross-entropy)" = "gaussian"
 beta: "weight on the KL term; 1 is the ELBO" = 1.0
 binarize: "none | dynamic (training pixels redrawn each batch) | static: binarised data, for --likelihood bernoulli" = "none"
+objective: "the VAE's training objective: elbo | iwae (the importance-weighted bound, Burda et al. 2015)" = "elbo"
+k: "samples of z per image in the VAE's training objective (Burda et al.'s k)" = 1
+estimator: "the IWAE's encoder gradient: standard | dreg (doubly reparameterised, Tucker et al. 2018)" = "standard"
 # evaluation
 iw_samples: "importance samples per image for the VAE's -log p(x) bound (Burda et al. 2015)" = 1000
 start: "visualize.py: class of the first image of the interpolation" = 0
@@ -51,15 +55,18 @@ DATASETS = ("mnist", "fashion-mnist")
 LIKELIHOODS = ("gaussian", "bernoulli")
 BINARIZE = ("none", "dynamic", "static")
 ACTIVATIONS = ("relu", "tanh")
+OBJECTIVES = ("elbo", "iwae")
+ESTIMATORS = ("standard", "dreg")
 # Settings of the machine a script runs on, not of the trained model: never taken from a checkpoint.
 RUNTIME_KEYS = ("device", "data_root", "ckpt_dir", "plot_dir")
 
 _CHOICES = {"model": MODELS + ("both",), "dataset": DATASETS, "likelihood": LIKELIHOODS, "binarize": BINARIZE,
-            "activation": ACTIVATIONS}
-_POSITIVE = ("epochs", "batch_size", "learning_rate", "latent_dims", "hidden_dims", "hidden_layers", "iw_samples")
+            "activation": ACTIVATIONS, "objective": OBJECTIVES, "estimator": ESTIMATORS}
+_POSITIVE = ("epochs", "batch_size", "learning_rate", "adam_eps", "latent_dims", "hidden_dims", "hidden_layers", "k",
+             "iw_samples")
 # Beyond these no run finishes (epochs) or torch's indices overflow; what fits in memory is checked by train.py.
 _AT_MOST = {"epochs": 10**6, "batch_size": 2**31 - 1, "latent_dims": 2**31 - 1, "hidden_dims": 2**31 - 1,
-            "hidden_layers": 1000, "iw_samples": 2**31 - 1, "seed": 2**64 - 1}
+            "hidden_layers": 1000, "k": 2**31 - 1, "iw_samples": 2**31 - 1, "seed": 2**64 - 1}
 
 
 def help_texts():
@@ -110,6 +117,15 @@ def parse(keys, argv=None, description=None, script_defaults=None):
     if cfg.binarize != "none" and cfg.likelihood != "bernoulli":
         raise UserError(f"--binarize {cfg.binarize} makes 0/1 pixels, whose likelihood is Bernoulli: "
                         "add --likelihood bernoulli")
+    if cfg.estimator == "dreg" and cfg.objective != "iwae":
+        raise UserError("--estimator dreg is a gradient of the importance-weighted bound: add --objective iwae")
+    if cfg.objective == "iwae" and cfg.beta != 1:
+        raise UserError(f"--beta {cfg.beta:g} weights the ELBO's KL; the IWAE's bound has no KL term to weight: "
+                        "leave --beta at 1 with --objective iwae")
+    chosen = {key: getattr(cfg, key) for key in ("objective", "k", "estimator") if getattr(cfg, key) != values[key]}
+    if chosen and cfg.model != "vae":
+        raise UserError(f"{' '.join(as_flags(chosen))}: the objective, k and estimator are the VAE's (the AE draws no "
+                        "samples); add --model vae")
     return cfg, overrides
 
 

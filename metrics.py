@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import data
-from model import (PIXELS, binary_cross_entropy, decoder_variance, log_likelihood, reconstruction_nll, squared_error,
-                   twice_kl_per_dimension)
+from model import PIXELS, decoder_variance, log_likelihood, reconstruction_nll
+from objectives import binary_cross_entropy, sampled_kl, squared_error, twice_kl_per_dimension
 
 EVAL_BATCH_SIZE = 2000  # large: evaluation keeps no activations for a backward pass
 SAMPLES_PER_CHUNK = 2048  # decoded importance samples at once: few enough that their logits stay in cache
@@ -68,10 +68,7 @@ def importance_weighted_nll(model, images, samples, samples_per_chunk=SAMPLES_PE
                 # Drawn sample-major: the numbers Normal(mu, std).sample((k,)) draws, so the estimate is as before.
                 noise = torch.randn(shape, device=x.device).transpose(0, 1)  # (B, k, latent)
                 z = mu[:, None] + std * noise
-                # log p(z) - log q(z|x) for z = mu + std * noise: the Gaussians' log(2 pi) terms cancel.
-                log_prior_over_posterior = (0.5 * (noise.square() - z.square()).sum(-1)
-                                            + 0.5 * logvar.sum(-1, keepdim=True))  # (B, k)
-                log_weights.append(log_likelihood(model, model.decode_logits(z), pixels) + log_prior_over_posterior)
+                log_weights.append(log_likelihood(model, model.decode_logits(z), pixels) - sampled_kl(noise, z, logvar))
             log_weights = torch.cat(log_weights, 1)  # (B, samples)
             bounds.append(math.log(samples) - torch.logsumexp(log_weights, 1))
             progress.update(len(x))
@@ -157,7 +154,7 @@ def measure(model, name, dataset, cfg):
         elbo, elbo_se = mean_and_standard_error(elbo)
         nats_are, is_likelihood = what_the_nats_are(model, cfg.binarize)
         metrics.update({
-            "nats_are": nats_are, "is_likelihood": is_likelihood,
+            "objective": model.objective, "k": model.k, "estimator": model.estimator, "nats_are": nats_are, "is_likelihood": is_likelihood,
             "negative_elbo_nats": elbo, "negative_elbo_se": elbo_se, "elbo_reconstruction_nats": recon.mean().item(),
             "kl_nats": kl.mean().item(), "iw_nll_nats": bound, "iw_nll_se": bound_se, "iw_samples": cfg.iw_samples,
             "iw_seconds": iw_seconds, "active_units": active_units(test_codes),

@@ -10,8 +10,9 @@ import inspect
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from objectives import binary_cross_entropy, gaussian_kl, iwae_loss, squared_error
 
 PIXELS = 28 * 28
 
@@ -48,9 +49,11 @@ def hidden_stack(widths, activation):
 
 class AutoEncoder(nn.Module):
     def __init__(self, latent_dims=2, hidden_dims=512, hidden_layers=1, activation="relu", likelihood="gaussian",
-                 beta=1.0):
+                 beta=1.0, objective="elbo", k=1, estimator="standard"):
         super().__init__()
         self.latent_dims, self.likelihood, self.beta = latent_dims, likelihood, beta
+        # The VAE's training objective over k samples of z per image (objectives.py); the AE's code is deterministic.
+        self.objective, self.k, self.estimator = objective, k, estimator
         hidden = [hidden_dims] * hidden_layers
         self.encoder = nn.Sequential(nn.Flatten(), *hidden_stack([PIXELS, *hidden], activation))
         self.to_latent = nn.Linear(hidden_dims, latent_dims)  # the VAE's posterior mean
@@ -72,11 +75,6 @@ class AutoEncoder(nn.Module):
         """Codes (N, latent) -> images (N, 1, 28, 28) in [0, 1]."""
         return torch.sigmoid(self.decode_logits(z)).view(-1, 1, 28, 28)
 
-    def sample_latent(self, x):
-        """The code the loss decodes and its KL per image; an AE's code is deterministic and costs no KL."""
-        z = self.encode(x)
-        return z, z.new_zeros(len(z))
-
     def reconstruction_loss(self, logits, x):
         """Negative log-likelihood per image, up to a constant: logits (..., 784) -> (...).
 
@@ -89,9 +87,10 @@ class AutoEncoder(nn.Module):
         return error(logits, x.reshape(len(x), *[1] * (logits.dim() - 2), PIXELS))
 
     def forward(self, x):
-        """Returns (loss, recon, kl): the scalar objective and its parts per image, (B,) each, in nats."""
-        z, kl = self.sample_latent(x)  # (B, latent), (B,)
-        recon = self.reconstruction_loss(self.decode_logits(z), x)  # (B,)
+        """Returns (loss, recon, kl): the scalar objective and its parts per image, (B,) each, in nats; an AE's code
+        is deterministic and costs no KL."""
+        z = self.encode(x)  # (B, latent)
+        recon, kl = self.reconstruction_loss(self.decode_logits(z), x), z.new_zeros(len(z))  # (B,) each
         loss = (recon + self.beta * kl).mean() / PIXELS
         return loss, recon, kl
 
@@ -106,61 +105,24 @@ class VariationalAutoEncoder(AutoEncoder):
         hidden = self.encoder(x)
         return self.to_latent(hidden), self.to_logvar(hidden)
 
-    def sample_latent(self, x):
-        mu, logvar = self.posterior(x)
+    def forward(self, x):
+        """Returns (loss, recon, kl): the objective over self.k samples of z per image, and per image (B,) the
+        reconstruction loss averaged over the samples and the closed-form KL.
+
+        elbo: the negative ELBO with its reconstruction term averaged over the k samples (k = 1: Kingma & Welling's
+        estimator with the KL in closed form); iwae: the negative importance-weighted bound (objectives.iwae_loss).
+        """
+        mu, logvar = self.posterior(x)  # (B, latent) each
         std = torch.exp(0.5 * logvar)
-        z = mu + std * torch.randn_like(std)  # reparameterisation: the sample stays differentiable in mu, std
-        return z, gaussian_kl(mu, logvar)
-
-
-def squared_error(logits, x):
-    """Summed squared error of sigmoid(logits) against x over the last dim: (..., 784) -> (...)."""
-    # mse_loss runs the difference and its square as one kernel each way: measurably faster on CPU.
-    return F.mse_loss(torch.sigmoid(logits), x.expand_as(logits), reduction="none").sum(-1)
-
-
-def binary_cross_entropy(logits, x):
-    """Summed binary cross-entropy in nats over the last dim: (..., 784) -> (...); x broadcasts against logits
-    (the bound scores (B, k, 784) logits against (B, 1, 784) images)."""
-    return _BinaryCrossEntropy.apply(logits, x)
-
-
-class _BinaryCrossEntropy(torch.autograd.Function):
-    """-[x log sigmoid(l) + (1 - x) log(1 - sigmoid(l))] summed over pixels, with its gradient sigmoid(l) - x.
-
-    As softplus(l) - x l = |l| / 2 + l (1/2 - x) - log sigmoid(|l|), stable for any l (sigmoid(|l|) lies in
-    [1/2, 1]). Written with the ops torch vectorises on the CPU: its softplus, log1p and logsigmoid are 5 to 10
-    times slower than sigmoid and log, and binary_cross_entropy_with_logits is built on them.
-    """
-
-    @staticmethod
-    def forward(ctx, logits, x):
-        ctx.save_for_backward(logits, x)
-        magnitude = logits.abs()
-        linear = magnitude.sum(-1).mul_(0.5).add_(torch.linalg.vecdot(logits, 0.5 - x))  # (...)
-        # The product of 98 sigmoids of |l| is at least 2^-98, far above float32's smallest normal number, so
-        # one log per 98 pixels sums the same logs (to float rounding) for a hundredth of the log calls.
-        groups = magnitude.sigmoid_().unflatten(-1, (-1, 98)).prod(-1)  # (..., 8)
-        return linear.sub_(groups.log_().sum(-1))
-
-    @staticmethod
-    def backward(ctx, grad):
-        logits, x = ctx.saved_tensors
-        return torch.sigmoid(logits).sub_(x).mul_(grad.unsqueeze(-1)), None
-
-
-def gaussian_kl(mu, logvar):
-    """KL(N(mu, diag(exp(logvar))) || N(0, I)) per row, in nats: (B,).
-
-    Closed form from Kingma & Welling 2014, "Auto-Encoding Variational Bayes", Appendix B:
-    KL = 1/2 * sum_j (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2). The README derives it.
-    """
-    return 0.5 * twice_kl_per_dimension(mu, logvar).sum(1)
-
-
-def twice_kl_per_dimension(mu, logvar):
-    """2 KL of each latent dimension, (B, latent): the summand of gaussian_kl."""
-    return mu.square() + logvar.exp() - 1 - logvar
+        noise = torch.randn(len(x), self.k, self.latent_dims, dtype=std.dtype, device=std.device)  # (B, k, latent)
+        z = mu[:, None] + std[:, None] * noise  # reparameterisation: the samples stay differentiable in mu, std
+        recon = self.reconstruction_loss(self.decode_logits(z), x)  # (B, k)
+        kl = gaussian_kl(mu, logvar)
+        if self.objective == "iwae":
+            per_image = iwae_loss(recon, z, noise, std, logvar, dreg=self.estimator == "dreg")
+        else:
+            per_image = recon.mean(1) + self.beta * kl
+        return per_image.mean() / PIXELS, recon.mean(1), kl
 
 
 def decoder_variance(model):

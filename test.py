@@ -20,6 +20,12 @@ from files import atomic_paths, check_writable  # noqa: E402
 from metrics import measure  # noqa: E402
 
 
+def trained_as(metrics):
+    """The VAE's training objective in a few words, from its metrics: e.g. "IWAE, k = 50, DReG gradient"."""
+    estimator = ", DReG gradient" if metrics["estimator"] == "dreg" else ""
+    return f"{metrics['objective'].upper()}, k = {metrics['k']}{estimator}"
+
+
 def report(metrics, epochs):
     """The printed form of measure()'s dict: each figure says what it is."""
     m = metrics
@@ -36,8 +42,9 @@ def report(metrics, epochs):
                  ("active units", f"{m['active_units']} of {m['latent_dims']}")]
     rows += [(f"{m['knn_neighbours']}-NN accuracy", f"{m['knn_accuracy']:.4f} (on latent codes)"),
              ("speed", f"{m['test_images_per_second']:,.0f} test images/s (loss pass)")]
+    objective = f"trained as {trained_as(m)}, " if m["model"] == "vae" else ""
     heading = (f"{m['model']} on {m['dataset']} ({m['likelihood']} likelihood, beta {m['beta']:g}, "
-               f"latent {m['latent_dims']}, {epochs} epochs)")
+               f"latent {m['latent_dims']}, {objective}{epochs} epochs)")
     return "\n".join([heading] + [f"  {label:<24}{value}" for label, value in rows])
 
 
@@ -56,7 +63,8 @@ def main():
         torch.manual_seed(model_cfg.seed)  # the VAE's loss and bound sample z: seeded, they repeat
         metrics, codes = measure(model, name, dataset, model_cfg)
         print(report(metrics, len(checkpoint["history"])), flush=True)
-        title = f"{name.upper()} on {model_cfg.dataset} (latent {model.latent_dims})"
+        objective = f", {trained_as(metrics)}" if name == "vae" else ""
+        title = f"{name.upper()} on {model_cfg.dataset} (latent {model.latent_dims}{objective})"
         outputs = {what: plots.output_path(model_cfg, name, what) for what in (
             "metrics.json", "latent_space.png", "reconstructed_manifold.png", "reconstructions.png",
             "training_curves.png") + (("samples.png",) if name == "vae" else ())

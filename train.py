@@ -31,7 +31,7 @@ LARGEST_SPLIT = 60_000  # no batch holds more images than this
 def check_fits(name, cfg, device):
     """Refuse a model too large for this machine's memory now, rather than with an allocator's traceback later."""
     parameters = parameter_count(name, model_args(cfg))
-    rows = min(cfg.batch_size, LARGEST_SPLIT)
+    rows = min(cfg.batch_size, LARGEST_SPLIT) * (cfg.k if name == "vae" else 1)  # the VAE decodes k codes an image
     # Activations: a few float32 copies of each layer's output per image, forward and backward.
     needed = BYTES_PER_PARAMETER * parameters + 4 * 8 * rows * (PIXELS + cfg.hidden_dims * cfg.hidden_layers + cfg.latent_dims)
     if device.type == "cuda":
@@ -80,11 +80,11 @@ def fit(name, cfg, dataset, device, resumed):
         history = checkpoint["history"]
     else:
         model, checkpoint, history = build(name, cfg).to(device), None, []
-    optimizer = make_optimizer(model, cfg.learning_rate, device)
+    optimizer = make_optimizer(model, cfg.learning_rate, device, cfg.adam_eps)
     if checkpoint is not None:
         optimizer.load_state_dict(checkpoint["optimizer"])
-        for group in optimizer.param_groups:
-            group["lr"] = cfg.learning_rate  # a resumed run may choose a new learning rate
+        for group in optimizer.param_groups:  # a resumed run may choose a new learning rate and epsilon
+            group.update(lr=cfg.learning_rate, eps=cfg.adam_eps)
         checkpoints.set_rng_state(checkpoint["rng"], device)
     step = torch.compile(model) if cfg.compile else model
 
@@ -123,9 +123,9 @@ def fit(name, cfg, dataset, device, resumed):
 
 
 def main():
-    keys = ("model", "dataset", "device", "seed", "epochs", "batch_size", "learning_rate", "resume", "overwrite",
-            "compile", "bf16", "latent_dims", "hidden_dims", "hidden_layers", "activation", "likelihood", "beta",
-            "binarize", "data_root", "ckpt_dir")
+    keys = ("model", "dataset", "device", "seed", "epochs", "batch_size", "learning_rate", "adam_eps", "resume",
+            "overwrite", "compile", "bf16", "latent_dims", "hidden_dims", "hidden_layers", "activation", "likelihood",
+            "beta", "binarize", "objective", "k", "estimator", "data_root", "ckpt_dir")
     cfg, overrides = config.parse(keys, description=__doc__)
     device = cli.resolve_device(cfg.device)
     plans = {name: plan(name, cfg, overrides, device) for name in config.models(cfg.model)}

@@ -1,25 +1,50 @@
 #!/usr/bin/env bash
-# The VAE of Burda, Grosse & Salakhutdinov (2015), "Importance Weighted Autoencoders", in this repo's code:
-# dynamically binarised MNIST, 784-200-200-50 with tanh, Bernoulli decoder, k = 1 training (the plain ELBO), and
-# their Adam schedule: stage i = 0 ... 7 trains 3^i epochs at learning rate 1e-3 * 10^(-i/7), 3,280 epochs in all.
-# Differences from the paper: batches of 100 (theirs: 20) and Adam's default epsilon 1e-8 (theirs: 1e-4).
+# Burda, Grosse & Salakhutdinov (2015), "Importance Weighted Autoencoders", Table 1, one stochastic layer, in this
+# repo's code: dynamically binarised MNIST, 784-200-200-50 with tanh, Bernoulli decoder, and their Adam schedule:
+# stage i = 0 ... 7 trains 3^i epochs at learning rate 1e-3 * 10^(-i/7), 3,280 epochs in all.
+# A row of the table is chosen by flags after STAGES: --objective elbo | iwae, --k, --estimator standard | dreg,
+# --batch-size (default here 100; the paper's is 20) and --adam-eps (default 1e-8; the paper's is 1e-4).
 #
-#   bash experiments/burda2015.sh [STAGES]      # default 8; rerun it to continue where it stopped
+#   bash experiments/burda2015.sh [STAGES [FLAGS]]      # default 8 stages, the VAE with k = 1
+#   bash experiments/burda2015.sh 5 --objective iwae --k 50 --batch-size 20 --adam-eps 1e-4
+#   OMP_NUM_THREADS=1 bash experiments/burda2015.sh ...  # one core each, for two runs side by side
 #
-# Each stage resumes the last one's checkpoint and leaves a copy in runs/burda2015/stage<i>/ for test.py, e.g.
-#   python test.py --model vae --ckpt-dir runs/burda2015/stage4 --plot-dir runs/burda2015/stage4 --iw-samples 5000
+# Each row trains in its own folder, $RUNS/<row>/ (RUNS defaults to runs/burda2015); rerun the same command to
+# continue where it stopped. Each stage resumes the last one's checkpoint and leaves a copy in <row>/stage<i>/, e.g.
+#   python test.py --model vae --ckpt-dir runs/burda2015/elbo-k1-batch100-eps1e-08/stage4 \
+#       --plot-dir runs/burda2015/elbo-k1-batch100-eps1e-08/stage4 --iw-samples 5000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-.venv/bin/python}
-out=runs/burda2015
-network=$("$python" -c 'import config; print(*config.as_flags(config.BURDA2015))')  # the network, from config.py
-read -ra network <<< "$network"
-flags=(--model vae --dataset mnist "${network[@]}" --batch-size 100 --ckpt-dir "$out/ckpts" --resume)
+stages=${1:-8}
+shift || true
+# The row's flags, checked before any work, and its folder's name; the network comes from config.py.
+row=$("$python" - "$@" <<'PY'
+import sys
+import config
+from cli import UserError
+
+sys.argv[0] = "experiments/burda2015.sh"  # the name its error messages go by
+keys = ("objective", "k", "estimator", "batch_size", "adam_eps")
+try:
+    cfg, _ = config.parse(keys, sys.argv[1:], script_defaults={"batch_size": 100, "model": "vae"})
+except UserError as error:
+    sys.exit(f"error: {error}")
+dreg = "-dreg" if cfg.estimator == "dreg" else ""
+print(f"{cfg.objective}-k{cfg.k}{dreg}-batch{cfg.batch_size}-eps{cfg.adam_eps:g}",
+      *config.as_flags(config.BURDA2015), *config.as_flags({key: getattr(cfg, key) for key in keys}))
+PY
+)
+read -ra row <<< "$row"
+out=${RUNS:-runs/burda2015}/${row[0]}
+flags=(--model vae --dataset mnist "${row[@]:1}" --ckpt-dir "$out/ckpts" --resume)
+echo "row ${row[0]}: stages 0-$((stages - 1)) in $out"
 epochs=0
-for ((stage = 0; stage < ${1:-8}; stage++)); do
+for ((stage = 0; stage < stages; stage++)); do
   epochs=$((epochs + 3 ** stage))
   [ -e "$out/stage$stage/mnist_vae.pt" ] && continue
   rate=$("$python" -c "print(1e-3 * 10 ** (-$stage / 7))")
   "$python" train.py "${flags[@]}" --epochs "$epochs" --learning-rate "$rate"
-  mkdir -p "$out/stage$stage" && cp "$out/ckpts/mnist_vae.pt" "$out/stage$stage/"
+  mkdir -p "$out/stage$stage" && cp "$out/ckpts/mnist_vae.pt" "$out/stage$stage/mnist_vae.pt.tmp"
+  mv "$out/stage$stage/mnist_vae.pt.tmp" "$out/stage$stage/mnist_vae.pt"  # a stage's copy is whole or absent
 done

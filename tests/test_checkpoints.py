@@ -50,7 +50,8 @@ def test_a_saved_model_is_rebuilt_from_its_checkpoint_alone(tmp_path):
     model, checkpoint, loaded_cfg = checkpoints.load(config.parse(("ckpt_dir",), ["--ckpt-dir", str(tmp_path)])[0],
                                                      "vae", {"iw_samples": 7}, CPU)
     assert checkpoint["model_args"] == {"latent_dims": 3, "hidden_dims": 16, "hidden_layers": 1, "activation": "relu",
-                                        "likelihood": "bernoulli", "beta": 1.0}
+                                        "likelihood": "bernoulli", "beta": 1.0, "objective": "elbo", "k": 1,
+                                        "estimator": "standard"}
     assert set(checkpoint["model_args"]) == set(MODEL_ARGS)
     assert (loaded_cfg.latent_dims, loaded_cfg.likelihood, loaded_cfg.iw_samples) == (3, "bernoulli", 7)
     for key, weight in original.state_dict().items():
@@ -70,6 +71,14 @@ def test_a_checkpoint_from_before_depth_and_activation_existed_still_loads(tmp_p
     rewrite(cfg, "vae", lambda checkpoint: [checkpoint["model_args"].pop(key) for key in ("hidden_layers", "activation")])
     model, checkpoint, loaded_cfg = checkpoints.load(cfg, "vae", {}, CPU)
     assert (loaded_cfg.hidden_layers, loaded_cfg.activation) == (1, "relu") and len(model.decoder) == 3
+
+
+def test_a_checkpoint_from_before_the_k_sample_objectives_loads_as_the_elbo_with_one_sample(tmp_path):
+    cfg = saved(tmp_path)
+    rewrite(cfg, "vae", lambda checkpoint: [checkpoint["model_args"].pop(key) for key in ("objective", "k", "estimator")])
+    model, checkpoint, loaded_cfg = checkpoints.load(cfg, "vae", {}, CPU)
+    assert (model.objective, model.k, model.estimator) == ("elbo", 1, "standard")
+    assert (loaded_cfg.objective, loaded_cfg.k, loaded_cfg.estimator) == ("elbo", 1, "standard")
 
 
 def test_missing_file_names_the_file_and_the_command_that_makes_it(tmp_path):

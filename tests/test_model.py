@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import MODEL_ARGS, PIXELS, AutoEncoder, Tanh, VariationalAutoEncoder, build, gaussian_kl, model_args
+from model import MODEL_ARGS, PIXELS, AutoEncoder, Tanh, VariationalAutoEncoder, build, model_args
+from objectives import gaussian_kl
 
 
 def images(count=16, seed=0):
@@ -78,7 +79,7 @@ def test_bernoulli_loss_is_summed_binary_cross_entropy():
 @pytest.mark.parametrize("binary", [True, False])
 def test_binary_cross_entropy_and_its_gradient_are_torchs(binary):
     """model.binary_cross_entropy is written for speed; it must agree with torch's own, far into the tails too."""
-    from model import binary_cross_entropy
+    from objectives import binary_cross_entropy
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(6, PIXELS, generator=generator) * 10
     logits[0, :4] = torch.tensor([1000.0, -1000.0, 88.0, -104.0])  # where exp over- or underflows
@@ -122,11 +123,13 @@ def test_decode_is_the_sigmoid_of_decode_logits(model_class):
 
 
 def test_model_args_are_the_constructors_arguments_and_rebuild_the_same_network():
-    assert MODEL_ARGS == ("latent_dims", "hidden_dims", "hidden_layers", "activation", "likelihood", "beta")
+    assert MODEL_ARGS == ("latent_dims", "hidden_dims", "hidden_layers", "activation", "likelihood", "beta", "objective",
+                          "k", "estimator")
     cfg = SimpleNamespace(latent_dims=3, hidden_dims=24, hidden_layers=1, activation="relu", likelihood="bernoulli",
-                          beta=2.0, epochs=7)
+                          beta=2.0, objective="elbo", k=3, estimator="standard", epochs=7)
     assert model_args(cfg) == {"latent_dims": 3, "hidden_dims": 24, "hidden_layers": 1, "activation": "relu",
-                               "likelihood": "bernoulli", "beta": 2.0}
+                               "likelihood": "bernoulli", "beta": 2.0, "objective": "elbo", "k": 3,
+                               "estimator": "standard"}
     for name in ("ae", "vae"):
         torch.manual_seed(0)
         model = build(name, cfg)

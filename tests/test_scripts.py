@@ -40,6 +40,8 @@ def test_test_and_visualize_write_valid_plots_metrics_and_gifs(workspace):
     assert not (plots / "mnist_ae_samples.png").exists()  # an AE has no prior to sample
     metrics = json.loads((plots / "mnist_vae_metrics.json").read_text())
     assert metrics["iw_samples"] == 20 and metrics["active_units"] in (0, 1, 2)
+    assert (metrics["objective"], metrics["k"], metrics["estimator"]) == ("elbo", 1, "standard")
+    assert "latent 2, trained as ELBO, k = 1, 1 epochs)" in result.stdout
     assert metrics["iw_nll_nats"] <= metrics["negative_elbo_nats"] + 1.0  # a tighter bound, up to sampling noise
 
     result = run_script("visualize.py", "--start", "1", "--end", "7", cwd=workspace)
@@ -55,6 +57,20 @@ def test_test_and_visualize_write_valid_plots_metrics_and_gifs(workspace):
             assert gif.info.get("loop") == 0  # forever
         assert sum(durations) == (2 * STEPS - 2) * FRAME_MS  # 100 steps forward, 98 back
         assert png_size(plots / f"mnist_{name}_interpolations.png") == grid_size(STILL_STEPS, 10)  # 0->1 ... 9->0
+
+
+def test_test_names_the_objective_an_iwae_was_trained_with(scratch):
+    flags = ("--model", "vae", "--ckpt-dir", "iwae")
+    trained = run_script("train.py", *flags, "--epochs", "1", "--objective", "iwae", "--k", "4", "--estimator", "dreg",
+                         "--likelihood", "bernoulli", "--binarize", "dynamic", cwd=scratch)
+    assert trained.returncode == 0, trained.stderr
+    result = run_script("test.py", *flags, "--plot-dir", "iwae", "--iw-samples", "8", cwd=scratch)
+    assert result.returncode == 0, result.stderr
+    assert "trained as IWAE, k = 4, DReG gradient, 1 epochs)" in result.stdout
+    metrics = json.loads((scratch / "iwae" / "mnist_vae_metrics.json").read_text())
+    assert (metrics["objective"], metrics["k"], metrics["estimator"]) == ("iwae", 4, "dreg")
+    # Its test loss as trained is the k = 4 bound per pixel, which the k = 8 bound can only tighten (up to noise).
+    assert metrics["iw_nll_nats"] <= metrics["test_loss"] * 784 + 1.0 <= metrics["negative_elbo_nats"] + 2.0
 
 
 def test_seeded_runs_repeat_and_resume_continues_exactly(tmp_path):

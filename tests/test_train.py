@@ -1,5 +1,6 @@
 """train.py's decisions, in-process: what it refuses before any work, what it skips, what a failure leaves on disk."""
 import pytest
+import torch
 
 import train
 from conftest import load, run_main
@@ -44,8 +45,6 @@ def test_resume_refuses_a_different_latent_size_and_keeps_the_checkpoint(scratch
 
 
 def test_resume_keeps_the_stored_model_args_over_todays_defaults(scratch):
-    import torch
-
     path = scratch / "ckpts" / "mnist_vae.pt"
     assert run_train(scratch, "--model", "vae", "--epochs", "1", "--hidden-dims", "32") is None
     checkpoint = load(path)
@@ -91,10 +90,53 @@ def test_burdas_setting_trains_and_resumes_only_in_that_setting(scratch):
     assert run_train(scratch, *burda, "--epochs", "1") is None
     checkpoint = load(scratch / "burda" / "mnist_vae.pt")
     assert checkpoint["model_args"] == {"latent_dims": 5, "hidden_dims": 16, "hidden_layers": 2, "activation": "tanh",
-                                        "likelihood": "bernoulli", "beta": 1.0}
+                                        "likelihood": "bernoulli", "beta": 1.0, "objective": "elbo", "k": 1,
+                                        "estimator": "standard"}
     assert checkpoint["config"]["binarize"] == "dynamic" and "decoder.4.weight" in checkpoint["weights"]
     message = run_train(scratch, "--model", "vae", "--binarize", "static", "--likelihood", "bernoulli", "--resume",
                         "--epochs", "2", "--ckpt-dir", scratch / "burda")
     assert "--binarize static (checkpoint: dynamic)" in message
     assert run_train(scratch, *burda, "--resume", "--epochs", "2") is None
     assert len(load(scratch / "burda" / "mnist_vae.pt")["history"]) == 2
+
+
+IWAE = ("--model", "vae", "--objective", "iwae", "--k", "3", "--estimator", "dreg", "--hidden-dims", "16")
+
+
+def test_an_iwae_run_stopped_and_resumed_gives_the_straight_runs_history(scratch):
+    def losses(folder):
+        checkpoint = load(scratch / folder / "mnist_vae.pt")
+        return [(entry["train_loss"], entry["test_loss"]) for entry in checkpoint["history"]], checkpoint["weights"]
+
+    assert run_train(scratch, *IWAE, "--epochs", "3", "--ckpt-dir", scratch / "straight") is None
+    assert run_train(scratch, *IWAE, "--epochs", "1", "--ckpt-dir", scratch / "split") is None
+    assert run_train(scratch, *IWAE, "--epochs", "3", "--ckpt-dir", scratch / "split", "--resume") is None
+    (straight, straight_weights), (split, split_weights) = losses("straight"), losses("split")
+    assert split == straight and len(split) == 3
+    assert all(torch.equal(weight, split_weights[key]) for key, weight in straight_weights.items())
+    assert load(scratch / "split" / "mnist_vae.pt")["model_args"]["objective"] == "iwae"
+
+
+def test_resume_refuses_another_objective_k_or_estimator_and_takes_a_new_adam_epsilon(scratch):
+    assert run_train(scratch, *IWAE, "--epochs", "1", "--ckpt-dir", scratch / "iwae") is None
+    for change in (("--k", "5"), ("--objective", "elbo", "--estimator", "standard"), ("--estimator", "standard")):
+        message = run_train(scratch, *IWAE, *change, "--epochs", "2", "--ckpt-dir", scratch / "iwae", "--resume")
+        assert message.startswith("error: --resume cannot change the model of") and f"{change[0]} " in message
+    assert run_train(scratch, *IWAE, "--epochs", "2", "--ckpt-dir", scratch / "iwae", "--resume",
+                     "--adam-eps", "1e-4") is None
+    checkpoint = load(scratch / "iwae" / "mnist_vae.pt")
+    assert [group["eps"] for group in checkpoint["optimizer"]["param_groups"]] == [1e-4]
+    assert checkpoint["config"]["adam_eps"] == 1e-4
+
+
+@pytest.mark.parametrize("flags, phrase", [
+    (("--k", "5"), "--k 5: the objective, k and estimator are the VAE's (the AE draws no samples); add --model vae"),
+    (("--model", "vae", "--estimator", "dreg"), "--estimator dreg is a gradient of the importance-weighted bound"),
+    (("--model", "vae", "--objective", "iwae", "--beta", "2"), "leave --beta at 1 with --objective iwae"),
+    (("--model", "vae", "--objective", "vae"), "unknown objective 'vae': choose one of elbo, iwae"),
+    (("--model", "vae", "--adam-eps", "0"), "--adam-eps must be positive, got 0.0"),
+])
+def test_objective_flags_that_cannot_train_are_refused_before_any_work(scratch, capsys, flags, phrase):
+    message = run_train(scratch, *flags, "--epochs", "1", "--ckpt-dir", scratch / "refused")
+    assert phrase in message and "\n" not in message
+    assert not (scratch / "refused").exists() and "Epoch" not in capsys.readouterr().out
