@@ -9,15 +9,19 @@ A checkpoint is a dict of tensors and plain data, so torch.load(weights_only=Tru
     rng         the random-number state      } exactly where the run stopped
     history     one dict per epoch: epoch, train_loss, test_loss, test_recon, test_kl, seconds
 """
+import contextlib
 import io
+import pickletools
+import zipfile
 from pathlib import Path
 
 import torch
 
 import config
+import cli
 from cli import UserError
-from files import atomic_path
-from model import MODEL_ARGS, MODEL_CLASSES, model_args
+from files import LockHeld, atomic_path, exclusive_lock
+from model import MODEL_ARGS, MODEL_CLASSES, model_args, parameter_count
 
 # What the weights were trained for: a resumed run may not change these.
 FIXED_ON_RESUME = ("dataset", "binarize", *MODEL_ARGS)
@@ -25,6 +29,9 @@ FIXED_ON_RESUME = ("dataset", "binarize", *MODEL_ARGS)
 ADDED_LATER = {"hidden_layers": 1, "activation": "relu", "objective": "elbo", "k": 1, "estimator": "standard"}
 # What every caller needs; load(needs=...) adds what one caller needs beyond these.
 REQUIRED = ("model", "model_args", "config", "weights")
+# What a checkpoint's size is made of (tested against real ones): float32 weights and Adam's two moments, and a little
+# for the config, the random state and torch's zip records, and each epoch's history entry.
+BYTES_PER_PARAMETER, FIXED_BYTES, BYTES_PER_EPOCH = 12, 64_000, 300
 
 
 def path(cfg, name):
@@ -44,6 +51,28 @@ def save(cfg, name, model, optimizer, history):
     torch.save(checkpoint, buffer)
     with atomic_path(path(cfg, name)) as tmp:
         tmp.write_bytes(buffer.getbuffer())
+
+
+def expected_size(name, args, epochs):
+    """About how many bytes save() writes for model `name` with constructor arguments `args` after `epochs` epochs."""
+    return BYTES_PER_PARAMETER * parameter_count(name, args) + FIXED_BYTES + BYTES_PER_EPOCH * epochs
+
+
+@contextlib.contextmanager
+def training_lock(cfg, name):
+    """Hold the checkpoint of model `name` for one training run: a second run on it is refused, naming the holder.
+
+    An advisory lock on a file beside the checkpoint; the operating system drops it when the holder exits or is
+    killed, so a stopped run never leaves a lock behind. Reading a checkpoint (test.py, visualize.py) takes none.
+    """
+    file = path(cfg, name)
+    try:
+        with exclusive_lock(file.with_name(f".{file.name}.lock")):
+            yield
+    except LockHeld as held:
+        holder = f"process {held.holder}" if held.holder else "a process that is starting"
+        raise UserError(f"{file} is being trained by another run ({holder}); wait for it to finish, stop it, "
+                        "or train elsewhere with --ckpt-dir") from None
 
 
 def epochs_in(cfg, name):
@@ -92,7 +121,7 @@ def resume(cfg, name, overrides, device):
         raise UserError(f"--resume cannot change the model of {file}: {', '.join(changed)}; train afresh without --resume")
     trained = len(checkpoint["history"])
     if trained > cfg.epochs:
-        raise UserError(f"{file} is already trained for {trained} epochs, more than --epochs {cfg.epochs}; "
+        raise UserError(f"{file} is already trained for {cli.count_of(trained, 'epoch')}, more than --epochs {cfg.epochs}; "
                         f"pass --epochs N with N > {trained} to train it further")
     return model, checkpoint, cfg
 
@@ -102,8 +131,8 @@ def _read(file):
     try:
         # The globals the pickle would call, listed without calling them: tensors and plain data need none.
         unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(file)
-    except Exception:  # not a file torch.save wrote (or a truncated one): there is no pickle to list
-        unsafe = None
+    except Exception:  # not a zip file torch.save wrote: torch's older format, or no checkpoint at all
+        unsafe = _legacy_unsafe_globals(file)
     if unsafe:
         raise UserError(f"{file} was refused: it holds Python objects other than tensors and plain data "
                         f"({', '.join(unsafe[:3])}), which could run code when loaded; only load checkpoints "
@@ -113,6 +142,29 @@ def _read(file):
     except Exception:
         raise UserError(f"{file} is not a usable checkpoint of this project (damaged, or not a checkpoint); "
                         "retrain with train.py") from None
+
+
+def _legacy_unsafe_globals(file):
+    """The globals outside torch that a checkpoint in torch's older (non-zip) format names, read without unpickling
+    it: that format is pickles one after another (a magic number, the protocol, system information, the object),
+    whose GLOBAL opcodes (STACK_GLOBAL from protocol 4, after the two names) name every class or function unpickling
+    would call. None if the file is not one."""
+    if zipfile.is_zipfile(file):
+        return None
+    names, strings = [], []
+    try:
+        with open(file, "rb") as stream:
+            for _ in range(4):
+                for opcode, argument, _ in pickletools.genops(stream):
+                    if opcode.name == "GLOBAL":
+                        names.append(argument.replace(" ", "."))
+                    elif opcode.name == "STACK_GLOBAL":
+                        names.append(".".join(strings[-2:]))
+                    elif isinstance(argument, str):
+                        strings.append(argument)
+    except Exception:  # not pickles: not a checkpoint in either format
+        return None
+    return [name for name in dict.fromkeys(names) if not name.startswith("torch.") and name != "collections.OrderedDict"]
 
 
 def _refuse(file, problem):

@@ -83,6 +83,11 @@ def _quiet_stdout():
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+def count_of(count, noun):
+    """A count with its noun in the number that follows it: count_of(1, "epoch") is "1 epoch", then "2 epochs"."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def resolve_device(name):
     import torch  # here, not at the top: config.py and --help stay quick to import
 

@@ -1,25 +1,50 @@
-"""Writing files so that each is whole or not there, and a set of files is all new or all as it was.
+"""Writing files so that each is whole or not there, a set of files is all new or all as it was, and both survive
+a crash of the machine; and one process at a time training a checkpoint.
 
 Checkpoints, figures, GIFs and metrics all go through here; a failure to write (a full disk, a folder that is a
 file) is one line naming the file and the cause, and the files the user had stay as they were.
 """
 import contextlib
+import fcntl
 import os
+import shutil
 from pathlib import Path
 
 from cli import UserError, signals_held
 
 
-def check_writable(folder, flag):
-    """Create `folder` and write a file in it now, before the work whose results go there."""
+def check_writable(folder, flag, needed=0):
+    """Create `folder` and write a file in it now, before the work whose results go there; refuse it if it has less
+    than `needed` bytes free."""
     folder = Path(folder)
     probe = folder / f".write-test.{os.getpid()}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"")
         probe.unlink()
+        free = shutil.disk_usage(folder).free
     except OSError as error:
         raise UserError(f"cannot write to {folder} ({error.strerror or error}); choose another folder with {flag}") from None
+    if free < needed:
+        raise UserError(f"not enough space in {folder}: about {size_text(needed)} is needed, {size_text(free)} is free; "
+                        f"free some space or choose another folder with {flag}")
+
+
+def size_text(count):
+    """A byte count in words: 1.5 MB, 820 kB, 12 bytes."""
+    for unit, size in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} bytes"
+
+
+def sync(path):
+    """Flush a file's data, or a folder's entries, from the operating system's cache to the disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 @contextlib.contextmanager
@@ -27,7 +52,9 @@ def atomic_paths(paths):
     """Yield a temporary path beside each of `paths`; together they replace `paths`, only if the block finishes.
 
     The renames run with Ctrl-C and SIGTERM held back, so an interruption leaves the whole old set or the whole
-    new one; a temporary left by a killed process is removed the next time its file is written.
+    new one; a temporary left by a killed process is removed the next time its file is written. Each temporary is
+    synced before its rename and each folder after them, as durable stores do (SQLite, PostgreSQL): a crash or power
+    loss of the machine then leaves the old file or the new one, never an empty or partial file under its name.
     """
     paths = [Path(path) for path in paths]
     # The temporaries keep the suffix: matplotlib and imageio pick the format from it.
@@ -38,12 +65,16 @@ def atomic_paths(paths):
             path.parent.mkdir(parents=True, exist_ok=True)
             _remove_stale_temporaries(path)
         yield temporaries
+        for temporary in temporaries:
+            sync(temporary)
         with signals_held():
             for temporary, path in zip(temporaries, paths):
                 os.replace(temporary, path)
                 renamed += 1
+            for folder in dict.fromkeys(path.parent for path in paths):
+                sync(folder)
     except OSError as error:
-        failed = dict(zip(map(str, temporaries), paths)).get(error.filename, error.filename)
+        failed = _failed_file(error, temporaries, paths)
         raise UserError(f"could not write {failed} ({error.strerror or error}); "
                         f"not updated: {', '.join(map(str, paths[renamed:]))}") from None
     finally:
@@ -57,6 +88,44 @@ def atomic_path(path):
     """atomic_paths for one file: yields its temporary."""
     with atomic_paths([path]) as (temporary,):
         yield temporary
+
+
+def _failed_file(error, temporaries, paths):
+    """The file a failed write was writing. An error raised through an open file (a full disk mid-write) names no
+    file: the block writes its temporaries one after another, so it is the one written last."""
+    by_temporary = dict(zip(map(str, temporaries), paths))
+    if error.filename is not None:
+        return by_temporary.get(error.filename, error.filename)
+    written = [(temporary.stat().st_mtime_ns, index) for index, temporary in enumerate(temporaries) if temporary.exists()]
+    return paths[max(written)[1]] if written else paths[0]
+
+
+class LockHeld(Exception):
+    """Another process holds the lock; `holder` is its process id as it wrote it ("" if it had not yet)."""
+
+    def __init__(self, holder):
+        super().__init__(holder)
+        self.holder = holder
+
+
+@contextlib.contextmanager
+def exclusive_lock(path):
+    """Hold an advisory lock on the file `path` (created if need be) for the block, or raise LockHeld at once.
+
+    The operating system releases the lock when its holder exits or is killed, so a lock is never left stale; the
+    file stays, holding the last holder's process id.
+    """
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockHeld(os.pread(descriptor, 32, 0).decode(errors="replace").strip()) from None
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(descriptor)  # and with it the lock
 
 
 def _remove_stale_temporaries(path):

@@ -44,7 +44,7 @@ def report(metrics, epochs):
              ("speed", f"{m['test_images_per_second']:,.0f} test images/s (loss pass)")]
     objective = f"trained as {trained_as(m)}, " if m["model"] == "vae" else ""
     heading = (f"{m['model']} on {m['dataset']} ({m['likelihood']} likelihood, beta {m['beta']:g}, "
-               f"latent {m['latent_dims']}, {objective}{epochs} epochs)")
+               f"latent {m['latent_dims']}, {objective}{cli.count_of(epochs, 'epoch')})")
     return "\n".join([heading] + [f"  {label:<24}{value}" for label, value in rows])
 
 
@@ -54,7 +54,7 @@ def main():
     device = cli.resolve_device(cfg.device)
     names = config.models(cfg.model)
     loaded = {name: checkpoints.load(cfg, name, overrides, device, needs=("history",)) for name in names}
-    check_writable(cfg.plot_dir, "--plot-dir")
+    check_writable(cfg.plot_dir, "--plot-dir", needed=len(names) * plots.FIGURE_SET_BYTES)
     datasets = {}  # by --binarize: each model is measured on the data it was trained on
     for name, (model, checkpoint, model_cfg) in loaded.items():
         if model_cfg.binarize not in datasets:

@@ -8,6 +8,7 @@ import cli
 
 cli.catch_interrupts()  # before torch loads: a Ctrl-C or SIGTERM from the first second on is one line
 
+import contextlib  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
 import time  # noqa: E402
@@ -59,7 +60,8 @@ def plan(name, cfg, overrides, device):
         print(f"{path} does not exist: the {name.upper()} starts from scratch")
     held = checkpoints.epochs_in(cfg, name)
     if held > cfg.epochs and not cfg.overwrite:
-        raise UserError(f"{path} holds {held} epochs of training, and this run would replace it with {cfg.epochs}: "
+        raise UserError(f"{path} holds {cli.count_of(held, 'epoch')} of training, and this run would replace it with "
+                        f"{cfg.epochs}: "
                         f"continue it with --resume --epochs N, train elsewhere with --ckpt-dir, or pass --overwrite")
     check_fits(name, cfg, device)
     return None
@@ -93,7 +95,7 @@ def fit(name, cfg, dataset, device, resumed):
     saved = epoch = len(history)  # the epochs the checkpoint holds, of this line of training
     resumed_text = f", resuming after epoch {saved}" if history else ""
     try:
-        print(f"Training {name.upper()} on {cfg.dataset} for {cfg.epochs} epochs on {device}{resumed_text} "
+        print(f"Training {name.upper()} on {cfg.dataset} for {cli.count_of(cfg.epochs, 'epoch')} on {device}{resumed_text} "
               f"(latent {cfg.latent_dims}, batch {cfg.batch_size}, {train_count} train images)", flush=True)
         with tqdm(range(saved + 1, cfg.epochs + 1), desc=name, unit="epoch", disable=None) as epoch_bar, \
                 tqdm(total=batches_per_epoch, unit="batch", leave=False, disable=None) as batch_bar:
@@ -119,7 +121,7 @@ def fit(name, cfg, dataset, device, resumed):
         raise cli.Stopped(f"{name.upper()} {where}; {on_disk(path, saved)}") from None
     except BrokenPipeError:
         raise cli.Stopped(f"standard output was closed (e.g. by `| head`); {name.upper()}: {on_disk(path, saved)}") from None
-    print(f"Saved {path} ({saved} epochs)", flush=True)
+    print(f"Saved {path} ({cli.count_of(saved, 'epoch')})", flush=True)
 
 
 def main():
@@ -128,13 +130,24 @@ def main():
             "beta", "binarize", "objective", "k", "estimator", "data_root", "ckpt_dir")
     cfg, overrides = config.parse(keys, description=__doc__)
     device = cli.resolve_device(cfg.device)
+    check_writable(cfg.ckpt_dir, "--ckpt-dir")
+    with contextlib.ExitStack() as held:  # each checkpoint this run may write, held from before it is read
+        for name in config.models(cfg.model):
+            held.enter_context(checkpoints.training_lock(cfg, name))
+        train_all(cfg, overrides, device)
+
+
+def train_all(cfg, overrides, device):
     plans = {name: plan(name, cfg, overrides, device) for name in config.models(cfg.model)}
     for name in [name for name, start in plans.items() if start == "done"]:
-        print(f"{checkpoints.path(cfg, name)} already holds {cfg.epochs} epochs: nothing to train")
+        print(f"{checkpoints.path(cfg, name)} already holds {cli.count_of(cfg.epochs, 'epoch')}: nothing to train")
         del plans[name]
     if not plans:
         return
-    check_writable(cfg.ckpt_dir, "--ckpt-dir")
+    # Each new checkpoint is written beside the one it replaces: the folder must hold the new ones in full.
+    needed = sum(checkpoints.expected_size(name, start[1]["model_args"] if start else model_args(cfg), cfg.epochs)
+                 for name, start in plans.items())
+    check_writable(cfg.ckpt_dir, "--ckpt-dir", needed)
     dataset = data.load(cfg.dataset, cfg.data_root, device, cfg.binarize)
     names = list(plans)
     for index, (name, start) in enumerate(plans.items()):

@@ -74,18 +74,22 @@ def step_floor(model, count, batch_size, learning_rate, adam=True):
     """(c): one epoch of `count` images in batches through `model`'s own nn.Linear layers: the forward multiplies,
     the backward ones (the weights' gradients, and the inputs' but for the first layer, whose input is the images),
     each into preallocated outputs, and (with adam) one flat_adam pass per step: the work any implementation of
-    this training step has to do."""
+    this training step has to do. The decoder's layers see model.k rows an image, one per sample of z."""
     flat_weights, flat_grads, adam_step = flat_adam(model, learning_rate)
     weights, weight_grads = parameter_views(model, flat_weights), parameter_views(model, flat_grads)  # (out, in)
+    decoder = {id(layer.weight) for layer in linear_layers(model.decoder)}
+    samples = [model.k if id(layer.weight) in decoder else 1 for layer in linear_layers(model)]  # rows per image
     device = flat_weights.device
-    inputs = [torch.randn(batch_size, weight.shape[1], device=device) for weight in weights]
-    outputs = [torch.randn(batch_size, weight.shape[0], device=device) for weight in weights]
-    output_grads = [torch.randn(batch_size, weight.shape[0], device=device) for weight in weights]
-    input_grads = [torch.empty(batch_size, weight.shape[1], device=device) for weight in weights]
+    shapes = [(batch_size * k, *weight.shape) for weight, k in zip(weights, samples)]  # (rows, out, in) per layer
+    inputs = [torch.randn(rows, inputs, device=device) for rows, _, inputs in shapes]
+    outputs = [torch.randn(rows, outputs, device=device) for rows, outputs, _ in shapes]
+    output_grads = [torch.randn(rows, outputs, device=device) for rows, outputs, _ in shapes]
+    input_grads = [torch.empty(rows, inputs, device=device) for rows, _, inputs in shapes]
     sizes = [min(batch_size, count - start) for start in range(0, count, batch_size)]
 
-    def one_batch(rows):
+    def one_batch(images):
         for index, weight in enumerate(weights):
+            rows = images * samples[index]
             x, grad_y = inputs[index][:rows], output_grads[index][:rows]
             torch.mm(x, weight.T, out=outputs[index][:rows])  # forward
             torch.mm(grad_y.T, x, out=weight_grads[index])  # backward: the weight's gradient

@@ -33,6 +33,18 @@ def test_the_floor_multiplies_what_the_models_layers_multiply(monkeypatch, extra
     assert multiplies(monkeypatch, floor) == sorted(expected)
 
 
+def test_the_floor_multiplies_k_rows_an_image_in_the_decoder_of_a_k_sample_objective(monkeypatch):
+    model = VariationalAutoEncoder(latent_dims=3, hidden_dims=16, objective="iwae", k=3)
+    floor = works.step_floor(model, count=4, batch_size=4, learning_rate=1e-3)
+    layers = [((16, 784), 4), ((3, 16), 4), ((16, 3), 12), ((784, 16), 12), ((3, 16), 4)]  # (out, in), rows
+    expected = []
+    for index, ((out, inp), rows) in enumerate(layers):
+        expected += [((rows, inp), (inp, out)), ((out, rows), (rows, inp))]
+        if index > 0:
+            expected.append(((rows, out), (out, inp)))
+    assert multiplies(monkeypatch, floor) == sorted(expected)
+
+
 def test_the_floors_adam_pass_is_adams_update_of_every_parameter():
     torch.manual_seed(0)
     model = VariationalAutoEncoder(latent_dims=3, hidden_dims=16)
@@ -92,7 +104,9 @@ def test_the_literature_benchmark_runs_every_row_and_the_bound(data_root):
                         "--iw-samples", "10", cwd=ROOT)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     rows = [line.split() for line in result.stdout.splitlines() if line.split()[:1] in (["default"], ["burda2015"])]
-    assert [row[:2] for row in rows] == [["default", "512"], ["burda2015", "100"], ["burda2015", "20"]]
+    assert [" ".join(row[:4]) for row in rows] == ["default 512 elbo k=1", "burda2015 100 elbo k=1",
+                                                   "burda2015 20 elbo k=1", "burda2015 100 iwae k=5",
+                                                   "burda2015 100 iwae k=50"]
     assert "k = 10, 100 test images" in result.stdout
     help_text = run_python("-m", "benchmarks.literature", "--help", cwd=ROOT).stdout
     assert "(default: 5000)" in help_text  # the literature's k, not test.py's

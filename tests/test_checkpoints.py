@@ -10,7 +10,7 @@ import checkpoints
 import config
 from cli import UserError
 from loop import make_optimizer
-from model import MODEL_ARGS, build
+from model import MODEL_ARGS, build, model_args
 
 CPU = torch.device("cpu")
 
@@ -144,6 +144,44 @@ def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     assert checkpoints.path(cfg, "vae").read_bytes() == before and len(list(tmp_path.iterdir())) == 1
 
 
+def test_an_older_format_checkpoint_of_plain_data_still_loads(tmp_path):
+    cfg = saved(tmp_path)
+    rewrite(cfg, "vae", lambda checkpoint: None)
+    checkpoint = torch.load(checkpoints.path(cfg, "vae"), weights_only=True)
+    torch.save(checkpoint, checkpoints.path(cfg, "vae"), _use_new_zipfile_serialization=False)
+    model, _, _ = checkpoints.load(cfg, "vae", {}, CPU)
+    assert all(torch.equal(model.state_dict()[key], value) for key, value in checkpoint["weights"].items())
+
+
+@pytest.mark.parametrize("hidden_dims, epochs", [(16, 1), (512, 5), (200, 121)])
+def test_the_expected_size_of_a_checkpoint_is_a_little_above_its_real_size(tmp_path, hidden_dims, epochs):
+    cfg, _ = config.parse(tuple(config.defaults()), ["--ckpt-dir", str(tmp_path), "--hidden-dims", str(hidden_dims)])
+    model = build("vae", cfg)
+    optimizer = make_optimizer(model, cfg.learning_rate, CPU)
+    model(torch.rand(2, 28, 28))[0].backward()
+    optimizer.step()  # as in training: Adam's two moments are in the checkpoint
+    history = [{"epoch": epoch, "train_loss": 0.1, "test_loss": 0.1, "test_recon": 40.0, "test_kl": 3.0,
+                "seconds": 1.5} for epoch in range(1, epochs + 1)]
+    checkpoints.save(cfg, "vae", model, optimizer, history)
+    real = checkpoints.path(cfg, "vae").stat().st_size
+    expected = checkpoints.expected_size("vae", model_args(cfg), epochs)
+    assert real <= expected <= 1.3 * real + 100_000
+
+
+def test_save_syncs_the_checkpoint_before_its_rename_and_the_folder_after(tmp_path, monkeypatch):
+    import files
+
+    calls, replace = [], os.replace
+    monkeypatch.setattr(files, "sync", lambda path: calls.append(("sync", Path(path))))
+    monkeypatch.setattr(files.os, "replace", lambda source, target: calls.append(("replace", Path(target)))
+                        or replace(source, target))
+    cfg = saved(tmp_path)
+    file = checkpoints.path(cfg, "vae")
+    assert [what for what, _ in calls] == ["sync", "replace", "sync"]
+    assert calls[0][1].parent == tmp_path and calls[0][1].name.endswith(".tmp.pt")  # the temporary, in full
+    assert calls[1][1] == file and calls[2][1] == tmp_path  # then its name, then the folder's entry of it
+
+
 def test_epochs_in_counts_what_a_run_would_lose(tmp_path):
     cfg = saved(tmp_path, epochs=3)
     assert checkpoints.epochs_in(cfg, "vae") == 3
@@ -170,13 +208,15 @@ class RunsCodeWhenUnpickled:
         return self.call
 
 
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "older non-zip format"])
 @pytest.mark.parametrize("function, named", [(open, "io.open"), (os.system, "system")])
-def test_a_checkpoint_crafted_to_run_code_is_refused_without_running_it(tmp_path, function, named):
+def test_a_checkpoint_crafted_to_run_code_is_refused_without_running_it(tmp_path, function, named, legacy):
     cfg = saved(tmp_path)
     marker = tmp_path / "pwned"
     payload = RunsCodeWhenUnpickled(open, str(marker), "w") if function is open else \
         RunsCodeWhenUnpickled(os.system, f"touch {marker}")
-    torch.save({"model": "vae", "weights": payload}, checkpoints.path(cfg, "vae"))
+    torch.save({"model": "vae", "weights": payload}, checkpoints.path(cfg, "vae"),
+               _use_new_zipfile_serialization=not legacy)
     message = refusal(cfg)
     assert "was refused" in message and "could run code" in message and named in message
     assert not marker.exists()

@@ -1,7 +1,9 @@
 import errno
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +81,65 @@ def test_check_writable_refuses_a_folder_that_cannot_be(tmp_path, where):
         files.check_writable(tmp_path / where, "--plot-dir")
     files.check_writable(tmp_path / "new" / "folder", "--plot-dir")
     assert list((tmp_path / "new" / "folder").iterdir()) == []  # created, and the probe is gone
+
+
+def test_a_write_that_fails_through_an_open_file_names_the_file_it_was_writing(tmp_path):
+    """A full disk mid-write raises from the open file, and such errors carry no file name (error.filename is None)."""
+    paths = [tmp_path / "a.png", tmp_path / "b.png", tmp_path / "c.json"]
+    with pytest.raises(UserError) as error:
+        with atomic_paths(paths) as temporaries:
+            temporaries[0].write_text("new")
+            with open(temporaries[1], "w") as stream:
+                stream.write("half")
+                stream.flush()
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert str(error.value).startswith(f"could not write {paths[1]} (No space left on device); not updated: ")
+    assert "None" not in str(error.value)
+
+
+def test_a_set_is_synced_file_by_file_before_its_renames_and_its_folders_after(tmp_path, monkeypatch):
+    paths = [tmp_path / "a.png", tmp_path / "sub" / "b.png", tmp_path / "c.json"]
+    calls, replace = [], os.replace
+    monkeypatch.setattr(files, "sync", lambda path: calls.append(("sync", Path(path))))
+    monkeypatch.setattr(files.os, "replace", lambda source, target: calls.append(("replace", Path(target)))
+                        or replace(source, target))
+    with atomic_paths(paths) as temporaries:
+        for temporary in temporaries:
+            temporary.write_text("new")
+    assert calls == ([("sync", temporary) for temporary in temporaries] + [("replace", path) for path in paths]
+                     + [("sync", tmp_path), ("sync", tmp_path / "sub")])
+    assert [path.read_text() for path in paths] == ["new"] * 3
+
+
+def test_sync_flushes_a_real_file_and_a_real_folder(tmp_path):
+    (tmp_path / "file").write_text("data")
+    files.sync(tmp_path / "file")  # raises if the descriptor cannot be synced
+    files.sync(tmp_path)
+
+
+def test_check_writable_refuses_a_folder_without_the_space_needed(tmp_path, monkeypatch):
+    usage = shutil.disk_usage
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda folder: usage(folder)._replace(free=1_500_000))
+    with pytest.raises(UserError) as error:
+        files.check_writable(tmp_path, "--ckpt-dir", needed=9_800_000)
+    assert str(error.value) == (f"not enough space in {tmp_path}: about 9.8 MB is needed, 1.5 MB is free; free some "
+                                "space or choose another folder with --ckpt-dir")
+    files.check_writable(tmp_path, "--ckpt-dir", needed=1_000_000)
+
+
+def test_a_lock_is_refused_to_a_second_holder_and_freed_when_its_holder_is_killed(tmp_path):
+    lock = tmp_path / ".model.pt.lock"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); import files\n"
+                               "with files.exclusive_lock(sys.argv[2]):\n    print('held', flush=True); time.sleep(60)",
+                               str(Path(files.__file__).parent), str(lock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(files.LockHeld) as held:
+            with files.exclusive_lock(lock):
+                pass
+        assert held.value.holder == str(holder.pid)
+    finally:
+        holder.kill()
+        holder.wait()
+    with files.exclusive_lock(lock):  # the killed holder's lock went with it
+        assert lock.read_text() == f"{os.getpid()}\n"

@@ -89,3 +89,21 @@ def test_a_closed_pipe_stops_training_in_one_line_and_says_what_is_saved(tmp_pat
     held = len(load(tmp_path / "ckpts" / "mnist_vae.pt")["history"])
     assert stderr == (f"stopped: standard output was closed (e.g. by `| head`); VAE: ckpts/mnist_vae.pt holds epochs "
                       f"1-{held}; continue with --resume\n")
+
+
+def test_a_second_run_on_a_checkpoint_being_trained_is_refused_and_a_killed_run_holds_nothing(tmp_path):
+    write_idx(tmp_path / "data" / "MNIST" / "raw")
+    first = start(ROOT / "train.py", *TRAIN, "--epochs", "1000", cwd=tmp_path)
+    try:
+        wait_for(first.stdout, "Epoch 1/")
+        second = run_script("train.py", *TRAIN, "--epochs", "2", "--overwrite", cwd=tmp_path)
+        assert second.returncode != 0 and "Traceback" not in second.stderr
+        assert second.stderr == (f"error: ckpts/mnist_vae.pt is being trained by another run (process {first.pid}); "
+                                 "wait for it to finish, stop it, or train elsewhere with --ckpt-dir\n")
+    finally:
+        first.kill()  # SIGKILL: no handler runs, the operating system drops the lock
+        first.wait(timeout=60)
+    held = len(load(tmp_path / "ckpts" / "mnist_vae.pt")["history"])
+    resumed = run_script("train.py", *TRAIN, "--epochs", str(held + 1), "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(load(tmp_path / "ckpts" / "mnist_vae.pt")["history"]) == held + 1

@@ -41,7 +41,7 @@ def test_test_and_visualize_write_valid_plots_metrics_and_gifs(workspace):
     metrics = json.loads((plots / "mnist_vae_metrics.json").read_text())
     assert metrics["iw_samples"] == 20 and metrics["active_units"] in (0, 1, 2)
     assert (metrics["objective"], metrics["k"], metrics["estimator"]) == ("elbo", 1, "standard")
-    assert "latent 2, trained as ELBO, k = 1, 1 epochs)" in result.stdout
+    assert "latent 2, trained as ELBO, k = 1, 1 epoch)" in result.stdout
     assert metrics["iw_nll_nats"] <= metrics["negative_elbo_nats"] + 1.0  # a tighter bound, up to sampling noise
 
     result = run_script("visualize.py", "--start", "1", "--end", "7", cwd=workspace)
@@ -66,7 +66,7 @@ def test_test_names_the_objective_an_iwae_was_trained_with(scratch):
     assert trained.returncode == 0, trained.stderr
     result = run_script("test.py", *flags, "--plot-dir", "iwae", "--iw-samples", "8", cwd=scratch)
     assert result.returncode == 0, result.stderr
-    assert "trained as IWAE, k = 4, DReG gradient, 1 epochs)" in result.stdout
+    assert "trained as IWAE, k = 4, DReG gradient, 1 epoch)" in result.stdout
     metrics = json.loads((scratch / "iwae" / "mnist_vae_metrics.json").read_text())
     assert (metrics["objective"], metrics["k"], metrics["estimator"]) == ("iwae", 4, "dreg")
     # Its test loss as trained is the k = 4 bound per pixel, which the k = 8 bound can only tighten (up to noise).

@@ -140,3 +140,15 @@ def test_objective_flags_that_cannot_train_are_refused_before_any_work(scratch, 
     message = run_train(scratch, *flags, "--epochs", "1", "--ckpt-dir", scratch / "refused")
     assert phrase in message and "\n" not in message
     assert not (scratch / "refused").exists() and "Epoch" not in capsys.readouterr().out
+
+
+def test_a_folder_without_room_for_the_checkpoints_is_refused_before_the_first_epoch(scratch, capsys, monkeypatch):
+    import shutil
+
+    import files
+
+    usage = shutil.disk_usage
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda folder: usage(folder)._replace(free=100_000))
+    message = run_train(scratch, "--epochs", "2", "--ckpt-dir", scratch / "full")
+    assert message.startswith(f"error: not enough space in {scratch / 'full'}: about ") and "100.0 kB is free" in message
+    assert "Epoch" not in capsys.readouterr().out and not (scratch / "full" / "mnist_vae.pt").exists()

@@ -50,3 +50,25 @@ def test_a_full_disk_keeps_the_previous_gif_and_still(scratch, monkeypatch):
 def test_a_plot_folder_that_is_a_file_is_refused_before_any_work(scratch):
     (scratch / "out").write_text("")
     assert run_visualize(scratch) == f"error: cannot write to {scratch / 'out'} (File exists); choose another folder with --plot-dir"
+
+
+def full_disk(monkeypatch, free):
+    import shutil
+
+    import files
+
+    usage = shutil.disk_usage
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda folder: usage(folder)._replace(free=free))
+
+
+def test_a_plot_folder_without_room_is_refused_before_any_work_by_visualize_and_test(scratch, monkeypatch, capsys):
+    import test as test_script
+
+    full_disk(monkeypatch, free=500_000)
+    message = run_visualize(scratch)
+    assert message == (f"error: not enough space in {scratch / 'out'}: about {2 * visualize.INTERPOLATION_BYTES / 1e6:.1f}"
+                       " MB is needed, 500.0 kB is free; free some space or choose another folder with --plot-dir")
+    message = run_main(test_script, "--data-root", scratch / "data", "--ckpt-dir", scratch / "ckpts", "--plot-dir",
+                       scratch / "out", "--model", "vae")
+    assert message.startswith(f"error: not enough space in {scratch / 'out'}: about 3.0 MB is needed")
+    assert capsys.readouterr().out == "" and list((scratch / "out").iterdir()) == []  # nothing measured or written
