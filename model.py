@@ -4,7 +4,9 @@ Network (the reference design): encoder 784 -> hidden (ReLU) -> latent, decoder 
 with a sigmoid; hidden_layers > 1 stacks more hidden layers of the same width (Burda et al. 2015: 784-200-200-50,
 tanh). The objective per image is (recon + beta * KL) / 784, averaged over the batch, so with the
 default Gaussian likelihood and beta = 1 the loss is the per-pixel MSE plus the KL weighted per pixel,
-and loss numbers compare with published runs of this design.
+and loss numbers compare with published runs of this design. The VAE may instead average the ELBO over k samples
+of z per image or train on the importance-weighted bound of Burda et al. 2015 (objective, k, estimator;
+objectives.py computes them); k = 1 and the ELBO are the default.
 """
 import inspect
 import math

@@ -110,3 +110,11 @@ def test_the_literature_benchmark_runs_every_row_and_the_bound(data_root):
     assert "k = 10, 100 test images" in result.stdout
     help_text = run_python("-m", "benchmarks.literature", "--help", cwd=ROOT).stdout
     assert "(default: 5000)" in help_text  # the literature's k, not test.py's
+
+
+def test_the_save_benchmark_times_both_networks_with_and_without_the_syncs(tmp_path):
+    result = run_python("-m", "benchmarks.save", "--ckpt-dir", tmp_path, cwd=ROOT)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    rows = [line.split(":")[0].strip() for line in result.stdout.splitlines() if "the syncs cost" in line]
+    assert rows == ["default", "burda2015"]
+    assert (tmp_path / "mnist_vae.pt").stat().st_size > 4_000_000  # a real checkpoint, Burda's last
