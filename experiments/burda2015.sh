@@ -46,6 +46,8 @@ for ((stage = 0; stage < stages; stage++)); do
   [ -e "$out/stage$stage/mnist_vae.pt" ] && continue
   rate=$("$python" -c "print(1e-3 * 10 ** (-$stage / 7))")
   "$python" train.py "${flags[@]}" --epochs "$epochs" --learning-rate "$rate"
+  # A stage's copy is whole or absent, and on the disk before its name is (as train.py writes checkpoints).
   mkdir -p "$out/stage$stage" && cp "$out/ckpts/mnist_vae.pt" "$out/stage$stage/mnist_vae.pt.tmp"
-  mv "$out/stage$stage/mnist_vae.pt.tmp" "$out/stage$stage/mnist_vae.pt"  # a stage's copy is whole or absent
+  sync "$out/stage$stage/mnist_vae.pt.tmp" && mv "$out/stage$stage/mnist_vae.pt.tmp" "$out/stage$stage/mnist_vae.pt"
+  sync "$out/stage$stage"
 done
