@@ -27,13 +27,13 @@ from cli import UserError
 
 sys.argv[0] = "experiments/burda2015.sh"  # the name its error messages go by
 keys = ("objective", "k", "estimator", "batch_size", "adam_eps")
-try:
-    cfg, _ = config.parse(keys, sys.argv[1:], script_defaults={"batch_size": 100, "model": "vae"})
+try:  # --data-root too: where MNIST is, which is not part of the row
+    cfg, _ = config.parse(keys + ("data_root",), sys.argv[1:], script_defaults={"batch_size": 100, "model": "vae"})
 except UserError as error:
     sys.exit(f"error: {error}")
 dreg = "-dreg" if cfg.estimator == "dreg" else ""
-print(f"{cfg.objective}-k{cfg.k}{dreg}-batch{cfg.batch_size}-eps{cfg.adam_eps:g}",
-      *config.as_flags(config.BURDA2015), *config.as_flags({key: getattr(cfg, key) for key in keys}))
+print(f"{cfg.objective}-k{cfg.k}{dreg}-batch{cfg.batch_size}-eps{cfg.adam_eps:g}", *config.as_flags(config.BURDA2015),
+      *config.as_flags({key: getattr(cfg, key) for key in keys + ("data_root",)}))
 PY
 )
 read -ra row <<< "$row"

@@ -1,9 +1,13 @@
-"""train.py's decisions, in-process: what it refuses before any work, what it skips, what a failure leaves on disk."""
+"""train.py's decisions, in-process: what it refuses before any work, what it skips, what a failure leaves on disk;
+and the experiments script that runs it stage by stage."""
+import subprocess
+import sys
+
 import pytest
 import torch
 
 import train
-from conftest import load, run_main
+from conftest import ROOT, load, run_main
 from model import AutoEncoder
 
 
@@ -152,3 +156,24 @@ def test_a_folder_without_room_for_the_checkpoints_is_refused_before_the_first_e
     message = run_train(scratch, "--epochs", "2", "--ckpt-dir", scratch / "full")
     assert message.startswith(f"error: not enough space in {scratch / 'full'}: about ") and "100.0 kB is free" in message
     assert "Epoch" not in capsys.readouterr().out and not (scratch / "full" / "mnist_vae.pt").exists()
+
+
+def test_the_experiments_script_trains_a_row_stage_by_stage_in_its_own_folder(scratch):
+    def script(*args):
+        environment = ("env", f"RUNS={scratch / 'runs'}", f"PYTHON={sys.executable}", "CUDA_VISIBLE_DEVICES=")
+        return subprocess.run([*environment, "bash", ROOT / "experiments" / "burda2015.sh", *map(str, args)],
+                              capture_output=True, text=True, timeout=300)
+
+    row = ("--objective", "iwae", "--k", "2", "--batch-size", "150", "--adam-eps", "1e-4", "--data-root", scratch / "data")
+    result = script(2, *row)
+    assert result.returncode == 0, result.stderr
+    folder = scratch / "runs" / "iwae-k2-batch150-eps0.0001"
+    stages = [load(folder / f"stage{stage}" / "mnist_vae.pt") for stage in (0, 1)]
+    assert [len(checkpoint["history"]) for checkpoint in stages] == [1, 4]  # 3^0, then 3^1 more
+    assert stages[1]["model_args"]["objective"] == "iwae" and stages[1]["model_args"]["k"] == 2
+    assert stages[1]["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-3 * 10 ** (-1 / 7))
+    assert stages[1]["optimizer"]["param_groups"][0]["eps"] == 1e-4
+    again = script(2, *row)  # each stage is there: nothing to train
+    assert again.returncode == 0 and "Training" not in again.stdout
+    refused = script(1, "--estimator", "dreg")
+    assert refused.returncode != 0 and refused.stderr.startswith("error: --estimator dreg is a gradient")
