@@ -78,7 +78,7 @@ def importance_weighted_nll(model, images, samples, samples_per_chunk=SAMPLES_PE
 @torch.inference_mode()
 def negative_elbo(model, images, batch_size=EVAL_BATCH_SIZE):
     """(-ELBO, its reconstruction term, its KL) per image, (N,) each, in nats of the decoder the model was trained as:
-    the reconstruction from one z ~ q(z|x), the KL in closed form."""
+    the reconstruction averaged over the model's k samples z ~ q(z|x) (one by default), the KL in closed form."""
     recon, kl = [], []
     for x in data.batches(images, batch_size, shuffle=False):
         _, batch_recon, batch_kl = model(x)
