@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-import config
 import cli
+import config
 from cli import UserError
 from files import LockHeld, atomic_path, exclusive_lock
 from model import MODEL_ARGS, MODEL_CLASSES, model_args, parameter_count
@@ -121,8 +121,8 @@ def resume(cfg, name, overrides, device):
         raise UserError(f"--resume cannot change the model of {file}: {', '.join(changed)}; train afresh without --resume")
     trained = len(checkpoint["history"])
     if trained > cfg.epochs:
-        raise UserError(f"{file} is already trained for {cli.count_of(trained, 'epoch')}, more than --epochs {cfg.epochs}; "
-                        f"pass --epochs N with N > {trained} to train it further")
+        raise UserError(f"{file} is already trained for {cli.count_of(trained, 'epoch')}, more than --epochs "
+                        f"{cfg.epochs}; pass --epochs N with N > {trained} to train it further")
     return model, checkpoint, cfg
 
 

@@ -61,8 +61,8 @@ def plan(name, cfg, overrides, device):
     held = checkpoints.epochs_in(cfg, name)
     if held > cfg.epochs and not cfg.overwrite:
         raise UserError(f"{path} holds {cli.count_of(held, 'epoch')} of training, and this run would replace it with "
-                        f"{cfg.epochs}: "
-                        f"continue it with --resume --epochs N, train elsewhere with --ckpt-dir, or pass --overwrite")
+                        f"{cfg.epochs}: continue it with --resume --epochs N, train elsewhere with --ckpt-dir, or pass "
+                        "--overwrite")
     check_fits(name, cfg, device)
     return None
 
