@@ -95,6 +95,26 @@ def run_main(module, *args):
     return None
 
 
+def full_disk(monkeypatch, free):
+    """Make files.check_writable see only `free` bytes free on every file system."""
+    import files
+
+    usage = shutil.disk_usage
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda folder: usage(folder)._replace(free=free))
+
+
+def record_syncs_and_renames(monkeypatch):
+    """A list that files.sync and os.replace (as files.py calls them) append ("sync" | "replace", path) to, in
+    order; the renames still happen, the syncs are skipped."""
+    import files
+
+    calls, replace = [], os.replace
+    monkeypatch.setattr(files, "sync", lambda path: calls.append(("sync", Path(path))))
+    monkeypatch.setattr(files.os, "replace", lambda source, target: calls.append(("replace", Path(target)))
+                        or replace(source, target))
+    return calls
+
+
 def grid_size(columns, rows):
     """Pixel (width, height) of a plots.save_grid image: 28-pixel cells with 2-pixel borders."""
     return columns * 30 + 2, rows * 30 + 2

@@ -9,6 +9,7 @@ import torch
 import checkpoints
 import config
 from cli import UserError
+from conftest import record_syncs_and_renames
 from loop import make_optimizer
 from model import MODEL_ARGS, build, model_args
 
@@ -169,12 +170,7 @@ def test_the_expected_size_of_a_checkpoint_is_a_little_above_its_real_size(tmp_p
 
 
 def test_save_syncs_the_checkpoint_before_its_rename_and_the_folder_after(tmp_path, monkeypatch):
-    import files
-
-    calls, replace = [], os.replace
-    monkeypatch.setattr(files, "sync", lambda path: calls.append(("sync", Path(path))))
-    monkeypatch.setattr(files.os, "replace", lambda source, target: calls.append(("replace", Path(target)))
-                        or replace(source, target))
+    calls = record_syncs_and_renames(monkeypatch)
     cfg = saved(tmp_path)
     file = checkpoints.path(cfg, "vae")
     assert [what for what, _ in calls] == ["sync", "replace", "sync"]

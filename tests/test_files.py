@@ -1,6 +1,5 @@
 import errno
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +8,7 @@ import pytest
 
 import files
 from cli import UserError
+from conftest import full_disk, record_syncs_and_renames
 from files import atomic_path, atomic_paths
 
 
@@ -99,10 +99,7 @@ def test_a_write_that_fails_through_an_open_file_names_the_file_it_was_writing(t
 
 def test_a_set_is_synced_file_by_file_before_its_renames_and_its_folders_after(tmp_path, monkeypatch):
     paths = [tmp_path / "a.png", tmp_path / "sub" / "b.png", tmp_path / "c.json"]
-    calls, replace = [], os.replace
-    monkeypatch.setattr(files, "sync", lambda path: calls.append(("sync", Path(path))))
-    monkeypatch.setattr(files.os, "replace", lambda source, target: calls.append(("replace", Path(target)))
-                        or replace(source, target))
+    calls = record_syncs_and_renames(monkeypatch)
     with atomic_paths(paths) as temporaries:
         for temporary in temporaries:
             temporary.write_text("new")
@@ -118,8 +115,7 @@ def test_sync_flushes_a_real_file_and_a_real_folder(tmp_path):
 
 
 def test_check_writable_refuses_a_folder_without_the_space_needed(tmp_path, monkeypatch):
-    usage = shutil.disk_usage
-    monkeypatch.setattr(files.shutil, "disk_usage", lambda folder: usage(folder)._replace(free=1_500_000))
+    full_disk(monkeypatch, free=1_500_000)
     with pytest.raises(UserError) as error:
         files.check_writable(tmp_path, "--ckpt-dir", needed=9_800_000)
     assert str(error.value) == (f"not enough space in {tmp_path}: about 9.8 MB is needed, 1.5 MB is free; free some "

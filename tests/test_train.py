@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import train
-from conftest import ROOT, load, run_main
+from conftest import ROOT, full_disk, load, run_main
 from model import AutoEncoder
 
 
@@ -147,12 +147,7 @@ def test_objective_flags_that_cannot_train_are_refused_before_any_work(scratch, 
 
 
 def test_a_folder_without_room_for_the_checkpoints_is_refused_before_the_first_epoch(scratch, capsys, monkeypatch):
-    import shutil
-
-    import files
-
-    usage = shutil.disk_usage
-    monkeypatch.setattr(files.shutil, "disk_usage", lambda folder: usage(folder)._replace(free=100_000))
+    full_disk(monkeypatch, free=100_000)
     message = run_train(scratch, "--epochs", "2", "--ckpt-dir", scratch / "full")
     assert message.startswith(f"error: not enough space in {scratch / 'full'}: about ") and "100.0 kB is free" in message
     assert "Epoch" not in capsys.readouterr().out and not (scratch / "full" / "mnist_vae.pt").exists()

@@ -5,7 +5,7 @@ import os
 import imageio.v3 as iio
 
 import visualize
-from conftest import grid_size, png_size, run_main
+from conftest import full_disk, grid_size, png_size, run_main
 from visualize import STILL_STEPS
 
 
@@ -50,15 +50,6 @@ def test_a_full_disk_keeps_the_previous_gif_and_still(scratch, monkeypatch):
 def test_a_plot_folder_that_is_a_file_is_refused_before_any_work(scratch):
     (scratch / "out").write_text("")
     assert run_visualize(scratch) == f"error: cannot write to {scratch / 'out'} (File exists); choose another folder with --plot-dir"
-
-
-def full_disk(monkeypatch, free):
-    import shutil
-
-    import files
-
-    usage = shutil.disk_usage
-    monkeypatch.setattr(files.shutil, "disk_usage", lambda folder: usage(folder)._replace(free=free))
 
 
 def test_a_plot_folder_without_room_is_refused_before_any_work_by_visualize_and_test(scratch, monkeypatch, capsys):
