@@ -118,8 +118,7 @@ def flush_denormals():
     x86 CPUs compute with denormals up to a hundred times slower. A Bernoulli decoder's gradient, sigmoid(l) - x, is
     denormal wherever a pixel is predicted with near certainty, which training soon makes common: on Burda et al.'s
     network with k = 50 a training step then takes 5 times as long (README, Performance). Flushing changes only those
-    values, each far below any that moves a weight. The setting is per thread and new threads copy it, so it must come
-    before torch starts its worker threads, i.e. before the first tensor operation.
+    values, each far below any that moves a weight. Called before the script's first tensor operation.
     """
     import torch
 

@@ -4,6 +4,8 @@ import time
 
 import torch
 
+import cli
+
 
 def timed_rounds(device, works, repeats):
     """Seconds each of `works` takes, in `repeats` rounds: one row per round, one figure per work.
@@ -49,4 +51,4 @@ def paired_ratio(rounds, first=0, second=1):
 def device_name(device):
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{device.type}, {torch.get_num_threads()} threads"
+    return f"{device.type}, {cli.count_of(torch.get_num_threads(), 'thread')}"

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks import timing, works
+from benchmarks import denormals, timing, works
 from conftest import ROOT, run_python
 from model import VariationalAutoEncoder
 
@@ -118,3 +118,26 @@ def test_the_save_benchmark_times_both_networks_with_and_without_the_syncs(tmp_p
     rows = [line.split(":")[0].strip() for line in result.stdout.splitlines() if "the syncs cost" in line]
     assert rows == ["default", "burda2015"]
     assert (tmp_path / "mnist_vae.pt").stat().st_size > 4_000_000  # a real checkpoint, Burda's last
+
+
+def test_the_denormal_share_counts_the_decoders_denormal_gradients():
+    model = VariationalAutoEncoder(latent_dims=2, hidden_dims=8, likelihood="bernoulli")
+    with torch.no_grad():  # every logit -88: sigmoid(-88) = 6e-39, and its gradient / (784 * 4) is denormal too
+        model.decoder[-1].weight.zero_()
+        model.decoder[-1].bias.fill_(-88.0)
+    images = torch.zeros(4, 1, 28, 28)
+    try:
+        torch.set_flush_denormal(False)
+        assert denormals.denormal_share(model, images) == 1.0
+        torch.set_flush_denormal(True)
+        assert denormals.denormal_share(model, images) == 0.0  # flushed: the sigmoid's output is already zero
+    finally:
+        torch.set_flush_denormal(True)  # as every script runs on the CPU
+
+
+def test_the_denormal_benchmark_times_a_checkpoints_steps_both_ways(workspace):
+    result = run_python("-m", "benchmarks.denormals", "--data-root", workspace / "data", "--ckpt-dir",
+                        workspace / "ckpts", "--batch-size", "16", cwd=ROOT)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "denormal decoder output gradients: " in result.stdout
+    assert "denormals kept " in result.stdout and "kept/flushed " in result.stdout

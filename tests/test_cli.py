@@ -1,4 +1,5 @@
 import os
+import platform
 import signal
 
 import pytest
@@ -86,3 +87,22 @@ def test_auto_is_the_cpu_without_an_accelerator(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     assert cli.resolve_device("auto") == torch.device("cpu") == cli.resolve_device("cpu")
+
+
+DENORMALS_AFTER = """
+import sys
+import cli
+if sys.argv[1] == "cpu":
+    cli.resolve_device("cpu")
+import torch
+torch.set_num_threads(2)
+tiny = torch.full((1 << 20,), 1e-39)  # a denormal float32, enough of them for both threads to share the work
+print(int((tiny * 1.0).count_nonzero()))
+"""
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="flushing denormals is an x86 setting here")
+def test_the_cpu_device_flushes_denormals_to_zero():
+    flushed, kept = (run_python("-c", DENORMALS_AFTER, device, cwd=ROOT) for device in ("cpu", "none"))
+    assert int(kept.stdout) == 1 << 20  # without it, denormals are computed with
+    assert int(flushed.stdout) == 0, flushed.stderr
