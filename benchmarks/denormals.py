@@ -1,21 +1,22 @@
-"""What denormal floats cost a trained model's training step on the CPU: this project's step on a VAE checkpoint (a
-stage of experiments/burda2015.sh, say) with denormals flushed to zero, as every script runs on the CPU
-(cli.flush_denormals), and computed with, in paired rounds on one thread; and how many of the decoder's output
-gradients are denormal.
+"""What denormal floats cost a trained model's training step on the CPU: this project's loop (loop.train_epoch, as
+train.py runs it) on a VAE checkpoint, a stage of experiments/burda2015.sh say, with denormals flushed to zero, as
+every script runs on the CPU (cli.flush_denormals), and computed with, in paired rounds on one thread; and how many
+of the decoder's output gradients are denormal.
 
     python -m benchmarks.denormals --ckpt-dir runs/burda2015/iwae-k50-batch100-eps1e-08/stage0
 """
 import torch
+from tqdm import tqdm
 
 import checkpoints
 import cli
 import config
 import data
 from benchmarks.timing import best_of, device_name, paired_ratio, timed_rounds
-from loop import make_optimizer
+from loop import make_optimizer, train_epoch
 
 ROUNDS = 7
-STEPS = 20  # training steps a round, on the same batches in every round
+STEPS = 20  # training steps a round: loop.train_epoch over STEPS batches of the training set
 
 
 def denormal_share(model, x):
@@ -43,21 +44,16 @@ def main():
     optimizer = make_optimizer(model, model_cfg.learning_rate, device, model_cfg.adam_eps)
     optimizer.load_state_dict(checkpoint["optimizer"])
     dataset = data.load(cfg.dataset, cfg.data_root, device, model_cfg.binarize)
-    batches = [x for x, _ in zip(data.batches(dataset.train_images, cfg.batch_size, shuffle=True,
-                                              resample=dataset.resample), range(STEPS))]
+    images, quiet = dataset.train_images[: STEPS * cfg.batch_size], tqdm(disable=True)
 
     def training(flush):
         def work():
             torch.set_flush_denormal(flush)
-            for x in batches:
-                loss, _, _ = model(x)
-                model.zero_grad()
-                loss.backward()
-                optimizer.step()
+            train_epoch(model, optimizer, images, cfg.batch_size, quiet, resample=dataset.resample)
         return work
 
     torch.set_flush_denormal(False)
-    share = denormal_share(model, batches[0])
+    share = denormal_share(model, next(data.batches(images, cfg.batch_size, shuffle=True, resample=dataset.resample)))
     training(True)()  # warm-up
     rounds = timed_rounds(device, [training(False), training(True)], ROUNDS)
     kept, flushed = (1000 * seconds / STEPS for seconds in best_of(rounds))
