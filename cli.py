@@ -115,10 +115,11 @@ def resolve_device(name):
 def flush_denormals():
     """Treat floats below 1.2e-38 (denormals) as zero in this process's CPU arithmetic.
 
-    x86 CPUs compute with denormals up to a hundred times slower. A Bernoulli decoder's gradient, sigmoid(l) - x, is
-    denormal wherever a pixel is predicted with near certainty, which training soon makes common: on Burda et al.'s
-    network with k = 50, after its first epoch, a training step takes 4.5 times as long (README, Performance). Flushing changes only those
-    values, each far below any that moves a weight. Called before the script's first tensor operation.
+    x86 CPUs compute with denormals many times slower. A Bernoulli decoder's gradient, sigmoid(l) - x, is denormal
+    wherever a pixel is predicted with near certainty, which early training makes common: on Burda et al.'s network
+    with k = 50, after its first epoch, a training step takes 4.5 times as long (README, Performance). Flushing
+    changes only those values, each far below any that moves a weight. Called before the script's first tensor
+    operation.
     """
     import torch
 
