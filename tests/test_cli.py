@@ -89,7 +89,7 @@ def test_auto_is_the_cpu_without_an_accelerator(monkeypatch):
     assert cli.resolve_device("auto") == torch.device("cpu") == cli.resolve_device("cpu")
 
 
-DENORMALS_AFTER = """
+DENORMAL_ARITHMETIC = """
 import sys
 import cli
 if sys.argv[1] == "cpu":
@@ -103,6 +103,6 @@ print(int((tiny * 1.0).count_nonzero()))
 
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="flushing denormals is an x86 setting here")
 def test_the_cpu_device_flushes_denormals_to_zero():
-    flushed, kept = (run_python("-c", DENORMALS_AFTER, device, cwd=ROOT) for device in ("cpu", "none"))
+    flushed, kept = (run_python("-c", DENORMAL_ARITHMETIC, device, cwd=ROOT) for device in ("cpu", "none"))
     assert int(kept.stdout) == 1 << 20  # without it, denormals are computed with
     assert int(flushed.stdout) == 0, flushed.stderr
