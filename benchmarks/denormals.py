@@ -38,7 +38,7 @@ def denormal_share(model, x):
 def main():
     keys = ("dataset", "batch_size", "data_root", "ckpt_dir")
     cfg, overrides = config.parse(keys, description=__doc__, script_defaults={"batch_size": 100})
-    torch.set_num_threads(1)  # the setting is per thread: on one, switching it here governs all the work
+    torch.set_num_threads(1)  # on one thread, switching the setting below governs all the work
     device = cli.resolve_device("cpu")
     model, checkpoint, model_cfg = checkpoints.load(cfg, "vae", overrides, device, needs=("optimizer", "history"))
     optimizer = make_optimizer(model, model_cfg.learning_rate, device, model_cfg.adam_eps)
