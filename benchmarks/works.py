@@ -61,13 +61,19 @@ def flat_adam(model, learning_rate):
     return weights, grads, step
 
 
-def parameter_views(model, buffer):
-    """Each nn.Linear weight of `model` as a view into `buffer`, laid out as flat_adam lays out the parameters."""
+def flat_views(model, buffer):
+    """{parameter: its view in `buffer`} for every parameter of `model`, laid out as flat_adam lays them out."""
     views, offset = {}, 0
     for parameter in model.parameters():
-        views[id(parameter)] = buffer[offset : offset + parameter.numel()].view_as(parameter)
+        views[parameter] = buffer[offset : offset + parameter.numel()].view_as(parameter)
         offset += parameter.numel()
-    return [views[id(layer.weight)] for layer in linear_layers(model)]
+    return views
+
+
+def parameter_views(model, buffer):
+    """Each nn.Linear weight of `model` as its view into `buffer` (flat_views)."""
+    views = flat_views(model, buffer)
+    return [views[layer.weight] for layer in linear_layers(model)]
 
 
 def step_floor(model, count, batch_size, learning_rate, adam=True):

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks import denormals, timing, works
+from benchmarks import denormals, handwritten, timing, works
 from conftest import ROOT, run_python
 from model import VariationalAutoEncoder
 
@@ -71,6 +71,27 @@ def test_the_floor_writes_its_gradients_where_its_adam_pass_reads_them():
     assert flat_grads.sum() == sum(layer.weight.numel() for layer in works.linear_layers(model))  # views, not copies
 
 
+@pytest.mark.parametrize("activation, likelihood, hidden_layers", [("tanh", "bernoulli", 2), ("relu", "gaussian", 1)])
+def test_the_handwritten_step_computes_autograds_loss_and_gradients_and_takes_adams_step(activation, likelihood,
+                                                                                         hidden_layers):
+    torch.manual_seed(0)
+    model = VariationalAutoEncoder(latent_dims=3, hidden_dims=16, hidden_layers=hidden_layers, activation=activation,
+                                   likelihood=likelihood, beta=0.7)
+    step, weights, grads = handwritten.handwritten_step(model, activation, learning_rate=0.01)
+    x = (torch.rand(5, 784) < 0.3).float()
+    torch.manual_seed(1)  # the same noise for both: the model draws (5, 1, 3) normals, the step (5, 3)
+    loss = step(x)
+    torch.manual_seed(1)
+    expected, _, _ = model(x.view(5, 1, 28, 28))
+    expected.backward()
+    assert torch.allclose(loss, expected, rtol=1e-6)
+    for parameter in model.parameters():
+        gradient = grads[parameter]
+        assert torch.allclose(gradient, parameter.grad, rtol=1e-4, atol=1e-8)
+        # Adam's first step is lr * g / (|g| + eps): the flat weights moved by it, from the model's own weights.
+        assert torch.allclose(weights[parameter], parameter - 0.01 * gradient / (gradient.abs() + 1e-8), atol=1e-6)
+
+
 def test_the_decoder_floor_multiplies_what_the_decoder_multiplies(monkeypatch):
     model = VariationalAutoEncoder(latent_dims=3, hidden_dims=16, hidden_layers=2)
     floor = works.decoder_floor(model, samples=10, rows_per_chunk=4)
@@ -107,6 +128,8 @@ def test_the_literature_benchmark_runs_every_row_and_the_bound(data_root):
     assert [" ".join(row[:4]) for row in rows] == ["default 512 elbo k=1", "burda2015 100 elbo k=1",
                                                    "burda2015 20 elbo k=1", "burda2015 100 iwae k=5",
                                                    "burda2015 100 iwae k=50"]
+    handwritten_column = [row[8] for row in rows]  # (d): timed for the ELBO rows, not for the IWAE's
+    assert all(float(cell) > 0 for cell in handwritten_column[:3]) and handwritten_column[3:] == ["-", "-"]
     assert "k = 10, 100 test images" in result.stdout
     help_text = run_python("-m", "benchmarks.literature", "--help", cwd=ROOT).stdout
     assert "(default: 5000)" in help_text  # the literature's k, not test.py's
