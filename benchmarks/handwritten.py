@@ -3,11 +3,15 @@ backward passes written out by hand with no autograd and few temporaries, the gr
 one fused Adam pass over it. It does the project's work (the same layers, binarisation, noise,
 loss and update) with the fewest calls into torch; what it spends beyond the floor (c) is work the floor does not
 count (biases, activations, the loss and its gradient, random numbers) and the cost of the calls themselves.
+handwritten_bound is the same for the importance-weighted bound (metrics.importance_weighted_nll).
 """
+import math
+
 import torch
 
 import data
 from benchmarks.works import flat_adam, flat_views, linear_layers
+from metrics import SAMPLES_PER_CHUNK
 from model import PIXELS
 
 
@@ -99,3 +103,37 @@ def handwritten_loop(model, activation, learning_rate, images, batch_size, resam
     for x in data.batches(images[: 20 * batch_size], batch_size, shuffle=True, resample=resample):  # warm-up
         step(x.view(len(x), PIXELS))
     return epoch
+
+
+def handwritten_bound(model, activation, images, samples, samples_per_chunk=SAMPLES_PER_CHUNK):
+    """(d) for the bound: a work returning metrics.importance_weighted_nll of a Bernoulli decoder's `model` on
+    `images` (the same noise, the same arithmetic to float rounding), one image at a time, its temporaries reused
+    in place and the binary cross-entropy's x-weighted sum as one matrix-vector product."""
+    layers = linear_layers(model.decoder)
+
+    @torch.inference_mode()
+    def bound():
+        bounds = []
+        for x in data.batches(images, 1, shuffle=False):  # x: (1, 28, 28)
+            mu, logvar = model.posterior(x)  # (1, latent) each
+            std, half_minus_x = torch.exp(0.5 * logvar), 0.5 - x.view(PIXELS)
+            log_weights = []
+            for start in range(0, samples, samples_per_chunk):
+                rows = min(samples_per_chunk, samples - start)
+                noise = torch.randn(rows, model.latent_dims, device=x.device)
+                z = torch.addcmul(mu, std, noise)  # (rows, latent)
+                hidden = z
+                for layer in layers[:-1]:
+                    hidden = activate_(layer(hidden), activation)
+                logits = layers[-1](hidden)  # (rows, 784)
+                # objectives.binary_cross_entropy's formula, |l| / 2 + l (1/2 - x) - log sigmoid(|l|), in place
+                recon = torch.mv(logits, half_minus_x)
+                magnitude = logits.abs_()
+                recon.add_(magnitude.sum(-1), alpha=0.5)
+                recon.sub_(magnitude.sigmoid_().view(rows, -1, 98).prod(-1).log_().sum(-1))
+                kl = z.square_().sub_(noise.square_()).sum(-1).mul_(0.5).sub_(0.5 * logvar.sum())  # sampled_kl's
+                log_weights.append(recon.add_(kl).neg_())
+            bounds.append(math.log(samples) - torch.logsumexp(torch.cat(log_weights), 0))
+        return torch.stack(bounds)
+
+    return bound

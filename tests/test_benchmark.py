@@ -6,6 +6,7 @@ from torch import nn
 
 from benchmarks import denormals, handwritten, timing, works
 from conftest import ROOT, run_python
+from metrics import importance_weighted_nll
 from model import VariationalAutoEncoder
 
 
@@ -92,6 +93,18 @@ def test_the_handwritten_step_computes_autograds_loss_and_gradients_and_takes_ad
         assert torch.allclose(weights[parameter], parameter - 0.01 * gradient / (gradient.abs() + 1e-8), atol=1e-6)
 
 
+def test_the_handwritten_bound_is_the_projects_bound():
+    torch.manual_seed(0)
+    model = VariationalAutoEncoder(latent_dims=3, hidden_dims=16, hidden_layers=2, activation="tanh",
+                                   likelihood="bernoulli")
+    images = (torch.rand(3, 28, 28) < 0.3).to(torch.uint8) * 255
+    torch.manual_seed(1)
+    expected = importance_weighted_nll(model, images, samples=150, samples_per_chunk=64)  # 3 chunks an image
+    torch.manual_seed(1)
+    bound = handwritten.handwritten_bound(model, "tanh", images, samples=150, samples_per_chunk=64)()
+    assert bound.shape == (3,) and torch.allclose(bound, expected, rtol=1e-5)
+
+
 def test_the_decoder_floor_multiplies_what_the_decoder_multiplies(monkeypatch):
     model = VariationalAutoEncoder(latent_dims=3, hidden_dims=16, hidden_layers=2)
     floor = works.decoder_floor(model, samples=10, rows_per_chunk=4)
@@ -130,7 +143,7 @@ def test_the_literature_benchmark_runs_every_row_and_the_bound(data_root):
                                                    "burda2015 100 iwae k=50"]
     handwritten_column = [row[8] for row in rows]  # (d): timed for the ELBO rows, not for the IWAE's
     assert all(float(cell) > 0 for cell in handwritten_column[:3]) and handwritten_column[3:] == ["-", "-"]
-    assert "k = 10, 100 test images" in result.stdout
+    assert "k = 10, 100 test images" in result.stdout and "(d) the bound written out by hand: " in result.stdout
     help_text = run_python("-m", "benchmarks.literature", "--help", cwd=ROOT).stdout
     assert "(default: 5000)" in help_text  # the literature's k, not test.py's
 
