@@ -1,8 +1,8 @@
-"""(d): the least an eager PyTorch training step of the VAE can cost: the ELBO with one sample, its forward and
-backward passes written out by hand with no autograd and few temporaries, the gradients into one flat tensor and
-one fused Adam pass over it. It does the project's work (the same layers, binarisation, noise,
-loss and update) with the fewest calls into torch; what it spends beyond the floor (c) is work the floor does not
-count (biases, activations, the loss and its gradient, random numbers) and the cost of the calls themselves.
+"""(d): how little an eager PyTorch training step of the VAE can cost: the ELBO with one sample, its forward and
+backward passes written out by hand with no autograd and few temporaries, the gradients into one flat tensor and one
+fused Adam pass over it. It does the project's work (the same layers, binarisation, noise, loss and update) in far
+fewer calls into torch; what it spends beyond the floor (c) is work the floor does not count (biases, activations,
+the loss and its gradient, random numbers) and the cost of the calls themselves.
 handwritten_bound is the same for the importance-weighted bound (metrics.importance_weighted_nll).
 """
 import math

@@ -1,6 +1,6 @@
 """The literature's setting at the CPU's speed: seconds per training epoch of this project's loop (a) against its floor
 (c), the model's own matrix multiplies and one fused Adam pass a step (benchmarks/works.py), and against (d), the
-same step written out by hand with the fewest calls into torch (benchmarks/handwritten.py, ELBO rows), for the
+same step written out by hand in few calls into torch (benchmarks/handwritten.py, ELBO rows), for the
 default VAE and for Burda et al.'s (2015) 784-200-200-50 tanh VAE on dynamically binarised data at batch 100
 (experiments/burda2015.sh) and 20 (the paper's), and trained as an IWAE with k = 5 and 50 samples an image (batch
 100); then the importance-weighted bound on Burda's network against its decoder's multiplies, and written by hand.
@@ -14,8 +14,8 @@ import torch
 import cli
 import config
 import data
-from benchmarks.timing import best_of, device_name, paired_ratio, timed_rounds
 from benchmarks.handwritten import handwritten_bound, handwritten_loop
+from benchmarks.timing import best_of, device_name, paired_ratio, timed_rounds
 from benchmarks.works import decoder_floor, project_loop, replaced, step_floor, vae
 from metrics import SAMPLES_PER_CHUNK, importance_weighted_nll
 
