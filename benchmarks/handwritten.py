@@ -13,6 +13,7 @@ import data
 from benchmarks.works import flat_adam, flat_views, linear_layers
 from metrics import SAMPLES_PER_CHUNK
 from model import PIXELS
+from objectives import gaussian_kl
 
 
 def activate_(pre_activation, activation):
@@ -62,9 +63,7 @@ def handwritten_step(model, activation, learning_rate):
         for layer in decoder[:-1]:
             decoder_inputs.append(activate_(linear(layer, decoder_inputs[-1]), activation))
         logits = linear(decoder[-1], decoder_inputs[-1])  # (B, 784)
-        recon = model.reconstruction_loss(logits, x).sum()
-        variance = std.square()
-        kl = 0.5 * (mu.square() + variance - 1 - logvar).sum()
+        recon, kl = model.reconstruction_loss(logits, x).sum(), gaussian_kl(mu, logvar).sum()
         # Backward: d loss / d logits is sigmoid(l) - x for the Bernoulli, 2 (s - x) s (1 - s) for the squared error.
         probabilities = torch.sigmoid(logits)
         grad = probabilities - x
@@ -77,7 +76,7 @@ def handwritten_step(model, activation, learning_rate):
                 grad = activation_grad_(grad, inputs, activation)
         # z = mu + std * noise; KL's gradients: mu in mu, (exp(logvar) - 1) / 2 in logvar.
         mu_grad = grad.add(mu, alpha=beta * scale)
-        logvar_grad = grad.mul_(noise).mul_(std).mul_(0.5).add_(variance.sub_(1), alpha=0.5 * beta * scale)
+        logvar_grad = grad.mul_(noise).mul_(std).mul_(0.5).add_(std.square().sub_(1), alpha=0.5 * beta * scale)
         grad = linear_backward(heads[0], hidden, mu_grad)
         grad.add_(linear_backward(heads[1], hidden, logvar_grad))
         for layer, inputs in zip(reversed(encoder), reversed(encoder_inputs)):
