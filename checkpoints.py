@@ -11,8 +11,6 @@ A checkpoint is a dict of tensors and plain data, so torch.load(weights_only=Tru
 """
 import contextlib
 import io
-import pickletools
-import zipfile
 from pathlib import Path
 
 import torch
@@ -22,6 +20,7 @@ import config
 from cli import UserError
 from files import LockHeld, atomic_path, exclusive_lock
 from model import MODEL_ARGS, MODEL_CLASSES, model_args, parameter_count
+from pickles import read_data
 
 # What the weights were trained for: a resumed run may not change these.
 FIXED_ON_RESUME = ("dataset", "binarize", *MODEL_ARGS)
@@ -99,7 +98,7 @@ def load(cfg, name, overrides, device, needs=()):
     file = path(cfg, name)
     if not file.is_file():
         raise UserError(f"no checkpoint at {file}: run `python train.py --model {name} --dataset {cfg.dataset}` first")
-    checkpoint = _read(file)
+    checkpoint = read_data(file)
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("model_args"), dict):
         checkpoint["model_args"] = {**ADDED_LATER, **checkpoint["model_args"]}
     _refuse(file, _problem(checkpoint, name, cfg.dataset, REQUIRED + tuple(needs)))
@@ -124,47 +123,6 @@ def resume(cfg, name, overrides, device):
         raise UserError(f"{file} is already trained for {cli.count_of(trained, 'epoch')}, more than --epochs "
                         f"{cfg.epochs}; pass --epochs N with N > {trained} to train it further")
     return model, checkpoint, cfg
-
-
-def _read(file):
-    """The checkpoint dict, read as data only. What it holds is judged from the file, not from torch's wording."""
-    try:
-        # The globals the pickle would call, listed without calling them: tensors and plain data need none.
-        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(file)
-    except Exception:  # not a zip file torch.save wrote: torch's older format, or no checkpoint at all
-        unsafe = _legacy_unsafe_globals(file)
-    if unsafe:
-        raise UserError(f"{file} was refused: it holds Python objects other than tensors and plain data "
-                        f"({', '.join(unsafe[:3])}), which could run code when loaded; only load checkpoints "
-                        "written by train.py")
-    try:
-        return torch.load(file, map_location="cpu", weights_only=True)
-    except Exception:
-        raise UserError(f"{file} is not a usable checkpoint of this project (damaged, or not a checkpoint); "
-                        "retrain with train.py") from None
-
-
-def _legacy_unsafe_globals(file):
-    """The globals outside torch that a checkpoint in torch's older (non-zip) format names, read without unpickling
-    it: that format is pickles one after another (a magic number, the protocol, system information, the object),
-    whose GLOBAL opcodes (STACK_GLOBAL from protocol 4, after the two names) name every class or function unpickling
-    would call. None if the file is not one."""
-    if zipfile.is_zipfile(file):
-        return None
-    names, strings = [], []
-    try:
-        with open(file, "rb") as stream:
-            for _ in range(4):
-                for opcode, argument, _ in pickletools.genops(stream):
-                    if opcode.name == "GLOBAL":
-                        names.append(argument.replace(" ", "."))
-                    elif opcode.name == "STACK_GLOBAL":
-                        names.append(".".join(strings[-2:]))
-                    elif isinstance(argument, str):
-                        strings.append(argument)
-    except Exception:  # not pickles: not a checkpoint in either format
-        return None
-    return [name for name in dict.fromkeys(names) if not name.startswith("torch.") and name != "collections.OrderedDict"]
 
 
 def _refuse(file, problem):

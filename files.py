@@ -5,6 +5,7 @@ Checkpoints, figures, GIFs and metrics all go through here; a failure to write (
 file) is one line naming the file and the cause, and the files the user had stay as they were.
 """
 import contextlib
+import errno
 import fcntl
 import os
 import shutil
@@ -113,7 +114,9 @@ def exclusive_lock(path):
     """Hold an advisory lock on the file `path` (created if need be) for the block, or raise LockHeld at once.
 
     The operating system releases the lock when its holder exits or is killed, so a lock is never left stale; the
-    file stays, holding the last holder's process id.
+    file stays, holding the last holder's process id. An empty file locks as well as a full one: on a disk too full
+    for the id the lock is still held, without a name for a second run to give, and the caller's room check says
+    what is short.
     """
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -122,7 +125,11 @@ def exclusive_lock(path):
         except BlockingIOError:
             raise LockHeld(os.pread(descriptor, 32, 0).decode(errors="replace").strip()) from None
         os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
         yield
     finally:
         os.close(descriptor)  # and with it the lock

@@ -1,5 +1,9 @@
 """train.py's decisions, in-process: what it refuses before any work, what it skips, what a failure leaves on disk;
 and the experiments script that runs it stage by stage."""
+import contextlib
+import errno
+import os
+import shutil
 import subprocess
 import sys
 
@@ -7,7 +11,7 @@ import pytest
 import torch
 
 import train
-from conftest import ROOT, full_disk, load, run_main
+from conftest import ROOT, assert_clean_failure, full_disk, load, run_main, run_script
 from model import AutoEncoder
 
 
@@ -151,6 +155,66 @@ def test_a_folder_without_room_for_the_checkpoints_is_refused_before_the_first_e
     message = run_train(scratch, "--epochs", "2", "--ckpt-dir", scratch / "full")
     assert message.startswith(f"error: not enough space in {scratch / 'full'}: about ") and "100.0 kB is free" in message
     assert "Epoch" not in capsys.readouterr().out and not (scratch / "full" / "mnist_vae.pt").exists()
+
+
+def no_room_for_the_lock_id(monkeypatch):
+    """A disk with no block left: writing the lock's process id fails as a full file system fails it."""
+    import files
+
+    def pwrite(descriptor, data, offset):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(files.os, "pwrite", pwrite)
+    full_disk(monkeypatch, free=0)
+
+
+@pytest.mark.parametrize("resume", [False, True], ids=["fresh", "resume"])
+def test_a_disk_too_full_for_the_lock_is_the_room_refusal_before_any_epoch(scratch, capsys, monkeypatch, resume):
+    checkpoint = scratch / "ckpts" / "mnist_vae.pt"
+    before = checkpoint.read_bytes()
+    no_room_for_the_lock_id(monkeypatch)
+    folder = scratch / "ckpts" if resume else scratch / "full"
+    message = run_train(scratch, "--model", "vae", "--epochs", "2", "--ckpt-dir", folder, *["--resume"] * resume)
+    assert message.startswith(f"error: not enough space in {folder}: about ") and "0 bytes is free" in message
+    assert "Epoch" not in capsys.readouterr().out and checkpoint.read_bytes() == before
+    assert not (scratch / "full" / "mnist_vae.pt").exists()
+
+
+@pytest.fixture
+def full_tmpfs(tmp_path):
+    """A real 32 MB file system with no block left (root mounts one; elsewhere the test is skipped); yields a
+    function that copies a file in before it is filled."""
+    mount_point = tmp_path / "tmpfs"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", mount_point], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip() or 'not root'})")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", mount_point], capture_output=True)
+
+
+def fill(folder):
+    with open(folder / "fill", "wb", buffering=0) as stream, contextlib.suppress(OSError):
+        while True:
+            stream.write(bytes(4096))
+    assert shutil.disk_usage(folder).free < 4096
+
+
+def test_a_full_tmpfs_is_the_room_refusal_fresh_and_resumed_and_keeps_the_checkpoint(scratch, full_tmpfs):
+    resumed = full_tmpfs / "resumed"
+    resumed.mkdir()
+    shutil.copy(scratch / "ckpts" / "mnist_vae.pt", resumed)
+    before = (resumed / "mnist_vae.pt").read_bytes()
+    fill(full_tmpfs)
+    flags = ("--model", "vae", "--data-root", scratch / "data", "--batch-size", "64", "--epochs", "2")
+    for folder, extra in ((full_tmpfs / "fresh", ()), (resumed, ("--resume",))):
+        result = run_script("train.py", *flags, "--ckpt-dir", folder, *extra, cwd=scratch)
+        assert_clean_failure(result, f"error: not enough space in {folder}: about ")
+        assert result.stderr.count("\n") == 1 and "Epoch" not in result.stdout
+    assert (resumed / "mnist_vae.pt").read_bytes() == before
+    assert not (full_tmpfs / "fresh" / "mnist_vae.pt").exists()
 
 
 def test_the_experiments_script_trains_a_row_stage_by_stage_in_its_own_folder(scratch):
