@@ -23,7 +23,7 @@ from model import MODEL_ARGS, MODEL_CLASSES, model_args, parameter_count
 from pickles import read_data
 
 # What the weights were trained for: a resumed run may not change these.
-FIXED_ON_RESUME = ("dataset", "binarize", *MODEL_ARGS)
+FIXED_ON_RESUME = ("dataset", "binarize", "init", *MODEL_ARGS)
 # Constructor arguments added after checkpoints existed, with the value every older checkpoint was built with.
 ADDED_LATER = {"hidden_layers": 1, "activation": "relu", "objective": "elbo", "k": 1, "estimator": "standard"}
 # What every caller needs; load(needs=...) adds what one caller needs beyond these.
@@ -112,7 +112,8 @@ def load(cfg, name, overrides, device, needs=()):
 def resume(cfg, name, overrides, device):
     """load() for --resume: refuses a change to what the weights were trained for, or a checkpoint past --epochs."""
     model, checkpoint, cfg = load(cfg, name, overrides, device, needs=("optimizer", "rng", "history"))
-    stored = {**checkpoint["config"], **checkpoint["model_args"]}
+    # A config key an older checkpoint lacks had today's default value when it was written.
+    stored = {**config.defaults(), **checkpoint["config"], **checkpoint["model_args"]}
     changed = [f"--{key.replace('_', '-')} {overrides[key]} (checkpoint: {stored.get(key)})"
                for key in FIXED_ON_RESUME if key in overrides and overrides[key] != stored.get(key)]
     file = path(cfg, name)

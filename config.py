@@ -22,6 +22,10 @@ batch_size: "training mini-batch size" = 512
 learning_rate: "Adam learning rate" = 3e-4
 adam_eps: ("Adam's epsilon, against the gradient of the loss as trained (per pixel); PyTorch's default is 1e-8. Burda et "
            "al. 2015's 1e-4 was on a loss per image, 784 times larger: 1e-4 / 784 = 1.2755e-07 here") = 1e-8
+adam_beta1: "Adam's beta1, the decay of its average gradient (the paper's 0.9; Burda et al.'s code: 0.99)" = 0.9
+init: ("the weights' initialisation: torch (nn.Linear's default) | glorot (Glorot uniform weights, zero biases) | "
+       "glorot-mean (glorot, with the decoder's output bias at the logit of the training images' mean pixel, as "
+       "Burda et al.'s code)") = "torch"
 resume: "continue training from the checkpoint for more epochs" = False
 overwrite: "let a fresh run replace a checkpoint that holds more epochs than it will train" = False
 compile: "torch.compile the model (not measured faster for these MLPs; numbers differ slightly)" = False
@@ -58,11 +62,12 @@ BINARIZE = ("none", "dynamic", "static")
 ACTIVATIONS = ("relu", "tanh")
 OBJECTIVES = ("elbo", "iwae")
 ESTIMATORS = ("standard", "dreg")
+INITS = ("torch", "glorot", "glorot-mean")
 # Settings of the machine a script runs on, not of the trained model: never taken from a checkpoint.
 RUNTIME_KEYS = ("device", "data_root", "ckpt_dir", "plot_dir")
 
 _CHOICES = {"model": MODELS + ("both",), "dataset": DATASETS, "likelihood": LIKELIHOODS, "binarize": BINARIZE,
-            "activation": ACTIVATIONS, "objective": OBJECTIVES, "estimator": ESTIMATORS}
+            "activation": ACTIVATIONS, "objective": OBJECTIVES, "estimator": ESTIMATORS, "init": INITS}
 _POSITIVE = ("epochs", "batch_size", "learning_rate", "adam_eps", "latent_dims", "hidden_dims", "hidden_layers", "k",
              "iw_samples")
 # Beyond these no run finishes (epochs) or torch's indices overflow; what fits in memory is checked by train.py.
@@ -141,6 +146,8 @@ def validate(cfg):
             raise UserError(f"--{key.replace('_', '-')} {value} is too large: at most {_AT_MOST[key]:,}")
         if key == "seed" and value < 0:
             raise UserError(f"--seed must be zero or positive, got {value}")
+        if key == "adam_beta1" and not 0 <= value < 1:
+            raise UserError(f"--adam-beta1 must be at least 0 and below 1, got {value}")
         if key == "beta" and not value >= 0:
             raise UserError(f"--beta must be zero or positive, got {value}")
         if key in ("start", "end") and not 0 <= value <= 9:

@@ -4,9 +4,10 @@ import torch
 import data
 
 
-def make_optimizer(model, learning_rate, device, eps=1e-8):
+def make_optimizer(model, learning_rate, device, eps=1e-8, beta1=0.9):
     # Adam's fused kernel updates all parameters in one pass (faster); it agrees with the loop version to rounding.
-    return torch.optim.Adam(model.parameters(), lr=learning_rate, eps=eps, fused=device.type in ("cuda", "cpu"))
+    return torch.optim.Adam(model.parameters(), lr=learning_rate, betas=(beta1, 0.999), eps=eps,
+                            fused=device.type in ("cuda", "cpu"))
 
 
 def train_epoch(model, optimizer, images, batch_size, progress, bf16=False, resample=False):

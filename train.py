@@ -23,7 +23,7 @@ from cli import UserError  # noqa: E402
 from files import check_writable  # noqa: E402
 from loop import make_optimizer, train_epoch  # noqa: E402
 from metrics import evaluate  # noqa: E402
-from model import PIXELS, build, model_args, parameter_count  # noqa: E402
+from model import PIXELS, build, initialise, model_args, parameter_count  # noqa: E402
 
 BYTES_PER_PARAMETER = 16  # float32 weight, gradient and Adam's two moments
 LARGEST_SPLIT = 60_000  # no batch holds more images than this
@@ -82,11 +82,12 @@ def fit(name, cfg, dataset, device, resumed):
         history = checkpoint["history"]
     else:
         model, checkpoint, history = build(name, cfg).to(device), None, []
-    optimizer = make_optimizer(model, cfg.learning_rate, device, cfg.adam_eps)
+        initialise(model, cfg.init, dataset.train_images)
+    optimizer = make_optimizer(model, cfg.learning_rate, device, cfg.adam_eps, cfg.adam_beta1)
     if checkpoint is not None:
         optimizer.load_state_dict(checkpoint["optimizer"])
-        for group in optimizer.param_groups:  # a resumed run may choose a new learning rate and epsilon
-            group.update(lr=cfg.learning_rate, eps=cfg.adam_eps)
+        for group in optimizer.param_groups:  # a resumed run may choose a new learning rate, epsilon and beta1
+            group.update(lr=cfg.learning_rate, eps=cfg.adam_eps, betas=(cfg.adam_beta1, group["betas"][1]))
         checkpoints.set_rng_state(checkpoint["rng"], device)
     step = torch.compile(model) if cfg.compile else model
 
@@ -125,9 +126,9 @@ def fit(name, cfg, dataset, device, resumed):
 
 
 def main():
-    keys = ("model", "dataset", "device", "seed", "epochs", "batch_size", "learning_rate", "adam_eps", "resume",
-            "overwrite", "compile", "bf16", "latent_dims", "hidden_dims", "hidden_layers", "activation", "likelihood",
-            "beta", "binarize", "objective", "k", "estimator", "data_root", "ckpt_dir")
+    keys = ("model", "dataset", "device", "seed", "epochs", "batch_size", "learning_rate", "adam_eps", "adam_beta1",
+            "init", "resume", "overwrite", "compile", "bf16", "latent_dims", "hidden_dims", "hidden_layers",
+            "activation", "likelihood", "beta", "binarize", "objective", "k", "estimator", "data_root", "ckpt_dir")
     cfg, overrides = config.parse(keys, description=__doc__)
     device = cli.resolve_device(cfg.device)
     check_writable(cfg.ckpt_dir, "--ckpt-dir")
