@@ -232,3 +232,12 @@ def test_resume_refuses_another_model_or_nothing_left_to_train(tmp_path):
             checkpoints.resume(cfg, "vae", overrides, CPU)
     model, checkpoint, resumed_cfg = checkpoints.resume(cfg, "vae", {"epochs": 5, "learning_rate": 1e-3}, CPU)
     assert resumed_cfg.epochs == 5 and resumed_cfg.learning_rate == 1e-3 and len(checkpoint["history"]) == 2
+
+
+def test_a_checkpoint_from_before_the_init_flag_resumes_as_torchs_initialisation(tmp_path):
+    cfg = saved(tmp_path)
+    rewrite(cfg, "vae", lambda checkpoint: [checkpoint["config"].pop(key) for key in ("init", "adam_beta1")])
+    _, _, resumed_cfg = checkpoints.resume(cfg, "vae", {"epochs": 5, "init": "torch"}, CPU)
+    assert resumed_cfg.init == "torch" and resumed_cfg.adam_beta1 == 0.9
+    with pytest.raises(UserError, match=r"--init glorot \(checkpoint: torch\)"):
+        checkpoints.resume(cfg, "vae", {"epochs": 5, "init": "glorot"}, CPU)

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import MODEL_ARGS, PIXELS, AutoEncoder, Tanh, VariationalAutoEncoder, build, model_args
+from model import MODEL_ARGS, PIXELS, AutoEncoder, Tanh, VariationalAutoEncoder, build, initialise, model_args
 from objectives import gaussian_kl
 
 
@@ -161,3 +161,42 @@ def test_one_relu_layer_keeps_the_reference_designs_layout():
     names = list(VariationalAutoEncoder().state_dict())
     assert names == ["encoder.1.weight", "encoder.1.bias", "to_latent.weight", "to_latent.bias", "decoder.0.weight",
                      "decoder.0.bias", "decoder.2.weight", "decoder.2.bias", "to_logvar.weight", "to_logvar.bias"]
+
+
+def test_glorot_draws_each_weight_within_its_bound_and_zeroes_the_biases():
+    torch.manual_seed(0)
+    model = VariationalAutoEncoder(latent_dims=50, hidden_dims=200, hidden_layers=2, activation="tanh")
+    initialise(model, "glorot", torch.zeros(3, 28, 28, dtype=torch.uint8))
+    for layer in [module for module in model.modules() if isinstance(module, torch.nn.Linear)]:
+        bound = math.sqrt(6 / (layer.in_features + layer.out_features))
+        assert layer.weight.abs().max() <= bound
+        assert layer.weight.abs().max() > 0.95 * bound  # the whole interval is used: wider than torch's own draw
+        assert layer.weight.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.05)
+        assert torch.equal(layer.bias, torch.zeros_like(layer.bias))
+
+
+def test_glorot_mean_sets_the_decoders_output_bias_to_the_logit_of_the_training_mean():
+    torch.manual_seed(0)
+    train_images = torch.randint(0, 256, (50, 28, 28), dtype=torch.uint8)
+    train_images[:, 0, :3] = torch.tensor([0, 255, 51], dtype=torch.uint8)  # pixels always 0, always 1, 0.2
+    model = VariationalAutoEncoder(latent_dims=4, hidden_dims=16, likelihood="bernoulli")
+    initialise(model, "glorot-mean", train_images)
+    mean = train_images.double().div(255).mean(0).flatten()
+    bias = model.decoder[-1].bias.double()
+    assert torch.allclose(bias, torch.log(mean.clamp(1e-3, 1 - 1e-3) / (1 - mean.clamp(1e-3, 1 - 1e-3))), atol=1e-5)
+    assert bias[:3].tolist() == pytest.approx([math.log(1e-3 / 0.999), math.log(0.999 / 1e-3), math.log(0.2 / 0.8)],
+                                              rel=1e-5)
+    assert torch.equal(model.encoder[1].bias, torch.zeros(16))  # the other biases stay Glorot's zeros
+    # The untrained model's decoder, fed codes that reach its last layer as zeros, draws the average image.
+    assert torch.allclose(torch.sigmoid(model.decoder[-1](torch.zeros(1, 16)))[0].double(), mean.clamp(1e-3, 0.999),
+                          atol=1e-6)
+
+
+def test_the_torch_scheme_leaves_the_built_weights_as_they_are():
+    torch.manual_seed(0)
+    model = VariationalAutoEncoder(latent_dims=4, hidden_dims=16)
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    state = torch.get_rng_state()
+    initialise(model, "torch", torch.full((5, 28, 28), 128, dtype=torch.uint8))
+    assert all(torch.equal(value, before[key]) for key, value in model.state_dict().items())
+    assert torch.equal(torch.get_rng_state(), state)  # draws nothing: what follows is drawn as before the flag

@@ -108,6 +108,29 @@ def test_burdas_setting_trains_and_resumes_only_in_that_setting(scratch):
     assert len(load(scratch / "burda" / "mnist_vae.pt")["history"]) == 2
 
 
+def test_the_default_initialisation_and_beta1_train_as_before_and_the_others_are_stored_and_fixed(scratch):
+    def weights(folder):
+        return load(scratch / folder / "mnist_vae.pt")["weights"]
+
+    vae = ("--model", "vae", "--epochs", "1", "--likelihood", "bernoulli", "--binarize", "dynamic")
+    assert run_train(scratch, *vae, "--ckpt-dir", scratch / "default") is None
+    assert run_train(scratch, *vae, "--init", "torch", "--adam-beta1", "0.9", "--ckpt-dir", scratch / "typed") is None
+    default = weights("default")
+    assert all(torch.equal(value, weights("typed")[key]) for key, value in default.items())
+    for flags in (("--init", "glorot-mean"), ("--adam-beta1", "0.99")):
+        assert run_train(scratch, *vae, *flags, "--ckpt-dir", scratch / flags[1]) is None
+        assert not torch.equal(weights(flags[1])["decoder.2.bias"], default["decoder.2.bias"])
+    checkpoint = load(scratch / "glorot-mean" / "mnist_vae.pt")
+    assert checkpoint["config"]["init"] == "glorot-mean" and checkpoint["config"]["adam_beta1"] == 0.9
+    message = run_train(scratch, *vae[:2], "--epochs", "2", "--resume", "--init", "glorot", "--ckpt-dir",
+                        scratch / "glorot-mean")
+    assert message.startswith("error: --resume cannot change the model of") and "--init glorot (checkpoint: glorot-mean)" in message
+    assert run_train(scratch, *vae[:2], "--epochs", "2", "--resume", "--adam-beta1", "0.99", "--ckpt-dir",
+                     scratch / "glorot-mean") is None
+    resumed = load(scratch / "glorot-mean" / "mnist_vae.pt")
+    assert resumed["optimizer"]["param_groups"][0]["betas"] == (0.99, 0.999) and len(resumed["history"]) == 2
+
+
 IWAE = ("--model", "vae", "--objective", "iwae", "--k", "3", "--estimator", "dreg", "--hidden-dims", "16")
 
 
