@@ -1,4 +1,4 @@
-"""(d): how little an eager PyTorch training step of the VAE can cost: the ELBO with one sample, its forward and
+"""The hand-written step: how little an eager PyTorch training step of the VAE can cost: the ELBO with one sample, its forward and
 backward passes written out by hand with no autograd and few temporaries, the gradients into one flat tensor and one
 fused Adam pass over it. It does the project's work (the same layers, binarisation, noise, loss and update) in far
 fewer calls into torch; what it spends beyond the floor (c) is work the floor does not count (biases, activations,
@@ -90,7 +90,7 @@ def handwritten_step(model, activation, learning_rate):
 
 
 def handwritten_loop(model, activation, learning_rate, images, batch_size, resample):
-    """(d) as a work to time: one epoch of handwritten_step over `images`, batches cut as train.py cuts them."""
+    """The hand-written step as a work to time: one epoch of handwritten_step over `images`, batches cut as train.py cuts them."""
     step, _, _ = handwritten_step(model, activation, learning_rate)
 
     def epoch():
@@ -105,7 +105,7 @@ def handwritten_loop(model, activation, learning_rate, images, batch_size, resam
 
 
 def handwritten_bound(model, activation, images, samples, samples_per_chunk=SAMPLES_PER_CHUNK):
-    """(d) for the bound: a work returning metrics.importance_weighted_nll of a Bernoulli decoder's `model` on
+    """The hand-written bound: a work returning metrics.importance_weighted_nll of a Bernoulli decoder's `model` on
     `images` (the same noise, the same arithmetic to float rounding), one image at a time, its temporaries reused
     in place and the binary cross-entropy's x-weighted sum as one matrix-vector product."""
     layers = linear_layers(model.decoder)

@@ -1,6 +1,6 @@
 """The literature's setting at the CPU's speed: seconds per training epoch of this project's loop (a) against its floor
-(c), the model's own matrix multiplies and one fused Adam pass a step (benchmarks/works.py), and against (d), the
-same step written out by hand in few calls into torch (benchmarks/handwritten.py, ELBO rows), for the
+(c), the model's own matrix multiplies and one fused Adam pass a step (benchmarks/works.py), and against the
+hand-written step, the same step written out by hand in few calls into torch (benchmarks/handwritten.py, ELBO rows), for the
 default VAE and for Burda et al.'s (2015) 784-200-200-50 tanh VAE on dynamically binarised data at batch 100
 (experiments/burda2015.sh) and 20 (the paper's), and trained as an IWAE with k = 5 and 50 samples an image (batch
 100); then the importance-weighted bound on Burda's network against its decoder's multiplies, and written by hand.
@@ -32,8 +32,8 @@ BOUND_ROUNDS = 3
 
 
 def training_rows(cfg, datasets, device):
-    """One dict per row of ROWS: seconds per epoch of (a), (c) and, for the ELBO with k = 1, (d), from the best of
-    ROUNDS rounds of a fifth of an epoch, and the paired a/c and d/c."""
+    """One dict per row of ROWS: seconds per epoch of (a), (c) and, for the ELBO with k = 1, the hand-written step,
+    from the best of ROUNDS rounds of a fifth of an epoch, and the paired a/c and hand/c."""
     rows = []
     for network, batch_size, objective, k in ROWS:
         network_cfg, dataset = datasets[network]
@@ -46,18 +46,18 @@ def training_rows(cfg, datasets, device):
             works.append(handwritten_loop(vae(row_cfg, device), row_cfg.activation, row_cfg.learning_rate,
                                           dataset.train_images[:count], batch_size, dataset.resample))
         rounds = timed_rounds(device, works, ROUNDS)
-        a, c, *d = (fraction * seconds for seconds in best_of(rounds))  # seconds per whole epoch
+        a, c, *hand = (fraction * seconds for seconds in best_of(rounds))  # seconds per whole epoch
         rows.append({"network": network, "batch": batch_size, "objective": f"{objective} k={k}", "a": a, "c": c,
-                     "d": d[0] if d else None, "ratio": paired_ratio(rounds),
-                     "d_ratio": paired_ratio(rounds, 2, 1) if d else None,
+                     "hand": hand[0] if hand else None, "ratio": paired_ratio(rounds),
+                     "hand_ratio": paired_ratio(rounds, 2, 1) if hand else None,
                      "steps": fraction * math.ceil(count / batch_size)})
     return rows
 
 
 def bound_row(cfg, dataset, device, samples, count):
     """Seconds of the importance-weighted bound with `samples` per image on `count` test images, of the decoder's
-    multiplies for the same samples in the bound's chunks, and of the bound written out by hand (d): best of
-    BOUND_ROUNDS each, and the paired ratios of the bound and of (d) to the multiplies."""
+    multiplies for the same samples in the bound's chunks, and of the bound written out by hand: best of
+    BOUND_ROUNDS each, and the paired ratios of the bound and of the hand-written bound to the multiplies."""
     model = vae(cfg, device)
     images = dataset.test_images[:count]
     rows_per_chunk = min(samples, SAMPLES_PER_CHUNK)
@@ -81,16 +81,16 @@ def main():
           "binarisation\n")
 
     print(f"{'network':>10}{'batch':>7}{'objective':>13}{'(a) s/epoch':>13}{'(c) s/epoch':>13}{'(a) ms/step':>13}"
-          f"{'(c) ms/step':>13}{'(d) ms/step':>13}   a/c, d/c (median of {ROUNDS}; range)")
+          f"{'(c) ms/step':>13}{'hand ms/step':>13}   a/c, hand/c (median of {ROUNDS}; range)")
     for row in training_rows(cfg, datasets, device):
         median, lowest, highest = row["ratio"]
-        handwritten, d_ratio = "-", ""
-        if row["d"] is not None:
-            handwritten = f"{1000 * row['d'] / row['steps']:.3f}"
-            d_ratio = ", {:.2f} ({:.2f}-{:.2f})".format(*row["d_ratio"])
+        handwritten, hand_ratio = "-", ""
+        if row["hand"] is not None:
+            handwritten = f"{1000 * row['hand'] / row['steps']:.3f}"
+            hand_ratio = ", {:.2f} ({:.2f}-{:.2f})".format(*row["hand_ratio"])
         print(f"{row['network']:>10}{row['batch']:>7}{row['objective']:>13}{row['a']:13.3f}{row['c']:13.3f}"
               f"{1000 * row['a'] / row['steps']:13.3f}{1000 * row['c'] / row['steps']:13.3f}{handwritten:>13}"
-              f"   {median:.2f} ({lowest:.2f}-{highest:.2f}){d_ratio}")
+              f"   {median:.2f} ({lowest:.2f}-{highest:.2f}){hand_ratio}")
 
     _, dataset = datasets["burda2015"]
     count = min(BOUND_IMAGES, len(dataset.test_images))
@@ -100,7 +100,7 @@ def main():
     print(f"\nimportance-weighted bound, burda2015, k = {cfg.iw_samples}, {count} test images (x {scale:g} for the "
           f"test set): {bound:.2f} s ({bound * scale:.0f} s); decoder multiplies {floor:.2f} s ({floor * scale:.0f} s); "
           "ratio {:.2f} (median of {}; {:.2f}-{:.2f})".format(ratio[0], BOUND_ROUNDS, *ratio[1:]))
-    print(f"(d) the bound written out by hand: {handwritten:.2f} s ({handwritten * scale:.0f} s); ratio to the "
+    print(f"the bound written out by hand: {handwritten:.2f} s ({handwritten * scale:.0f} s); ratio to the "
           "multiplies {:.2f} ({:.2f}-{:.2f})".format(*handwritten_ratio))
 
 

@@ -141,9 +141,9 @@ def test_the_literature_benchmark_runs_every_row_and_the_bound(data_root):
     assert [" ".join(row[:4]) for row in rows] == ["default 512 elbo k=1", "burda2015 100 elbo k=1",
                                                    "burda2015 20 elbo k=1", "burda2015 100 iwae k=5",
                                                    "burda2015 100 iwae k=50"]
-    handwritten_column = [row[8] for row in rows]  # (d): timed for the ELBO rows, not for the IWAE's
+    handwritten_column = [row[8] for row in rows]  # the hand-written step: timed for the ELBO rows, not for the IWAE's
     assert all(float(cell) > 0 for cell in handwritten_column[:3]) and handwritten_column[3:] == ["-", "-"]
-    assert "k = 10, 100 test images" in result.stdout and "(d) the bound written out by hand: " in result.stdout
+    assert "k = 10, 100 test images" in result.stdout and "\nthe bound written out by hand: " in result.stdout
     help_text = run_python("-m", "benchmarks.literature", "--help", cwd=ROOT).stdout
     assert "(default: 5000)" in help_text  # the literature's k, not test.py's
 

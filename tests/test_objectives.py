@@ -93,6 +93,40 @@ def test_dreg_leaves_the_loss_and_the_decoders_gradient_exactly_as_they_were():
     assert not torch.allclose(standard_grads["to_logvar.weight"], dreg_grads["to_logvar.weight"])
 
 
+def test_the_dreg_encoder_gradient_is_tucker_et_als_formula_computed_directly():
+    """Tucker et al. 2018, eq. 8: the encoder's gradient is -sum_i w~_i^2 d log w_i / dphi through z_i only, with
+    w~ the normalised weights held constant and log q's parameters held fixed; here built from torch.distributions
+    and torch.func.functional_call, in float64, and compared with the model's loss.backward()."""
+    x = binary_images(count=3).double()
+    model = tiny_vae(objective="iwae", k=4, estimator="dreg").double()
+    gradients_as_trained = gradients(model, x, seed=7)
+    torch.manual_seed(7)
+    noise = torch.randn(len(x), model.k, model.latent_dims, dtype=torch.float64)  # as the model's forward draws it
+    params = dict(model.named_parameters())
+    encoder = {name: value for name, value in params.items() if not name.startswith("decoder.")}
+
+    def posterior(weights):
+        def call(module, prefix, inputs):
+            own = {name[len(prefix):]: value for name, value in weights.items() if name.startswith(prefix)}
+            return torch.func.functional_call(module, own, (inputs,))
+
+        hidden = call(model.encoder, "encoder.", x)
+        return call(model.to_latent, "to_latent.", hidden), call(model.to_logvar, "to_logvar.", hidden)
+
+    mu, logvar = posterior(encoder)
+    held_mu, held_logvar = posterior({name: value.detach() for name, value in encoder.items()})
+    z = mu[:, None] + torch.exp(0.5 * logvar)[:, None] * noise  # (B, k, latent): the path through the samples
+    logits = model.decoder(z)
+    log_weights = (Bernoulli(logits=logits).log_prob(x.flatten(1)[:, None]).sum(-1)
+                   + Normal(0.0, 1.0).log_prob(z).sum(-1)
+                   - Normal(held_mu[:, None], torch.exp(0.5 * held_logvar)[:, None]).log_prob(z).sum(-1))  # (B, k)
+    normalised = torch.softmax(log_weights.detach(), -1)
+    surrogate = -(normalised.square() * log_weights).sum() / (len(x) * PIXELS)  # the model's loss is a mean per pixel
+    direct = torch.autograd.grad(surrogate, list(encoder.values()))
+    for name, gradient in zip(encoder, direct):
+        assert torch.allclose(gradients_as_trained[name], gradient, rtol=0, atol=1e-10), name
+
+
 def encoder_gradients(model, x, draws):
     """(draws, encoder parameters): the encoder's gradient, one row per draw of the noise."""
     rows = []

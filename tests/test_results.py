@@ -1,0 +1,62 @@
+"""The results data and the pages written from it: the pages' tables are what the data gives, and a run's
+evaluated stages are added as rows."""
+import json
+
+import pytest
+import torch
+
+from experiments import results
+
+
+def test_every_generated_table_on_the_pages_is_what_the_data_gives():
+    rows = results.read()
+    for page in results.PAGES:
+        text = page.read_text()
+        assert results.BEGIN.split("{}")[0] in text, f"{page} holds no generated table"
+        assert results.render(text, rows) == text, f"{page} differs from the data: run python -m experiments.results pages"
+
+
+def test_a_changed_figure_in_the_data_changes_the_page():
+    rows = results.read()
+    page = results.PAGES[0].read_text()
+    changed = [dict(row, nll=row["nll"] + 1) if row["source"] == results.PAPER else row for row in rows]
+    assert results.render(page, changed) != page
+
+
+def stage_folder(folder, stage, nll, iw_samples=5000, **config):
+    folder = folder / f"stage{stage}"
+    folder.mkdir(parents=True)
+    args = {"objective": "iwae", "k": 5, "estimator": "standard"}
+    torch.save({"config": {"batch_size": 20, "adam_eps": 1.2755e-07, "init": "glorot-mean", "adam_beta1": 0.9,
+                           **config}, "model_args": args,
+                "history": [{"seconds": 30.0} for _ in range(sum(3 ** i for i in range(stage + 1)))]},
+               folder / "mnist_vae.pt")
+    (folder / "mnist_vae_metrics.json").write_text(json.dumps({
+        "iw_nll_nats": nll, "iw_nll_se": 0.2468, "negative_elbo_nats": nll + 5.004, "negative_elbo_se": 0.271,
+        "active_units": 21, "iw_samples": iw_samples}))
+
+
+def test_add_takes_each_evaluated_stage_of_a_run_once(tmp_path):
+    data = tmp_path / "data.csv"
+    data.write_text(",".join(results.COLUMNS) + "\n")
+    run = tmp_path / "run"
+    stage_folder(run, 0, 150.123)
+    stage_folder(run, 1, 110.456)
+    (run / "stage2").mkdir()  # trained, not yet evaluated: no row
+    added = results.add(run, "2-core test machine", "one thread", path=data)
+    assert [(row["stage"], row["epochs"], row["nll"], row["nll_se"], row["neg_elbo"]) for row in added] == [
+        (0, 1, 150.12, 0.25, 155.13), (1, 4, 110.46, 0.25, 115.46)]
+    row = results.read(data)[1]
+    assert row["command"] == ("bash experiments/burda2015.sh 2 --objective iwae --k 5 --batch-size 20 "
+                              "--adam-eps 1.2755e-07 --init glorot-mean")
+    assert row["train_minutes"] == 2.0 and row["active_units"] == "21" and row["machine"] == "2-core test machine"
+    assert results.add(run, "2-core test machine", path=data) == []  # already there
+    assert len(results.read(data)) == 2
+
+
+def test_add_refuses_a_bound_with_another_k(tmp_path):
+    data = tmp_path / "data.csv"
+    data.write_text(",".join(results.COLUMNS) + "\n")
+    stage_folder(tmp_path / "run", 4, 90.0, iw_samples=100)
+    with pytest.raises(SystemExit, match="k = 100; the table's is k = 5000"):
+        results.add(tmp_path / "run", "machine", path=data)
