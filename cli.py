@@ -117,7 +117,7 @@ def flush_denormals():
 
     x86 CPUs compute with denormals many times slower. A Bernoulli decoder's gradient, sigmoid(l) - x, is denormal
     wherever a pixel is predicted with near certainty, which early training makes common: on Burda et al.'s network
-    with k = 50, after its first epoch, a training step takes 4.5 times as long (README, Performance). Flushing
+    with k = 50, after its first epoch, a training step takes 4.5 times as long (docs/performance.md). Flushing
     changes only those values, each far below any that moves a weight. Called before the script's first tensor
     operation.
     """

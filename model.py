@@ -80,7 +80,7 @@ class AutoEncoder(nn.Module):
     def reconstruction_loss(self, logits, x):
         """Negative log-likelihood per image, up to a constant: logits (..., 784) -> (...).
 
-        gaussian: summed squared error, i.e. -log N(x; x_hat, 1/2) less its constant (see README);
+        gaussian: summed squared error, i.e. -log N(x; x_hat, 1/2) less its constant (docs/objective.md);
         bernoulli: summed binary cross-entropy, in nats.
         x holds one image per leading row of logits, in any shape: (B, 1, 28, 28) for logits (B, 784), and for
         logits (B, k, 784), k samples each, (B, 784) or (B, 1, 784), broadcast over the k.
@@ -131,7 +131,7 @@ def decoder_variance(model):
     """The variance of the Gaussian decoder the model was trained as (None for Bernoulli).
 
     The loss (squared error + beta * KL) / 784 is, divided by beta, the negative ELBO of p(x|z) = N(x_hat, beta/2)
-    per pixel, scaled (README, "The KL term"): beta = 1 is variance 1/2.
+    per pixel, scaled (docs/objective.md, "The weighting"): beta = 1 is variance 1/2.
     """
     return model.beta / 2 if model.likelihood == "gaussian" else None
 

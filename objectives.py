@@ -48,7 +48,7 @@ def gaussian_kl(mu, logvar):
     """KL(N(mu, diag(exp(logvar))) || N(0, I)) per row, in nats: (B,).
 
     Closed form from Kingma & Welling 2014, "Auto-Encoding Variational Bayes", Appendix B:
-    KL = 1/2 * sum_j (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2). The README derives it.
+    KL = 1/2 * sum_j (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2). docs/objective.md derives it.
     """
     return 0.5 * twice_kl_per_dimension(mu, logvar).sum(1)
 

@@ -5,22 +5,22 @@ import json
 import pytest
 import torch
 
-from experiments import results
+from experiments import pages, results
 
 
 def test_every_generated_table_on_the_pages_is_what_the_data_gives():
     rows = results.read()
-    for page in results.PAGES:
+    for page in pages.PAGES:
         text = page.read_text()
-        assert results.BEGIN.split("{}")[0] in text, f"{page} holds no generated table"
-        assert results.render(text, rows) == text, f"{page} differs from the data: run python -m experiments.results pages"
+        assert pages.BEGIN.split("{}")[0] in text, f"{page} holds no generated table"
+        assert pages.render(text, rows) == text, f"{page} differs from the data: run python -m experiments.pages"
 
 
 def test_a_changed_figure_in_the_data_changes_the_page():
     rows = results.read()
-    page = results.PAGES[0].read_text()
+    page = pages.PAGES[0].read_text()
     changed = [dict(row, nll=row["nll"] + 1) if row["source"] == results.PAPER else row for row in rows]
-    assert results.render(page, changed) != page
+    assert pages.render(page, changed) != page
 
 
 def stage_folder(folder, stage, nll, iw_samples=5000, **config):

@@ -1,0 +1,145 @@
+"""The pages' tables and the Table 1 figure, written from results/burda2015.csv (experiments/results.py): each
+generated table sits between two markers on its page, and nothing inside them is written by hand.
+
+    python -m experiments.pages      # rewrite README.md's and docs/literature.md's tables and the figure
+"""
+import re
+
+from experiments.results import NBIP, PAPER, ROOT, SETTING, TABLE1, THIS_REPO, read, row_name, setting_name
+
+FIGURE = ROOT / "plots" / "readme" / "burda2015_table1.png"
+PAGES = (ROOT / "README.md", ROOT / "docs" / "literature.md")
+BEGIN, END = "<!-- generated from results/burda2015.csv by `python -m experiments.pages`: {} -->", \
+    "<!-- end of generated table -->"
+
+
+def _value(mean, se):
+    return f"{mean:.2f} ± {se:.2f}" if se is not None else f"{mean:.2f}"
+
+
+def _table(header, lines):
+    return "\n".join([f"| {' | '.join(header)} |", f"|{'---|' * len(header)}"]
+                     + [f"| {' | '.join(line)} |" for line in lines])
+
+
+def _latest(rows, **match):
+    found = [row for row in rows if all(row[key] == value for key, value in match.items())]
+    return max(found, key=lambda row: row["date"]) if found else None
+
+
+def table1(rows):
+    """README: each of Table 1's one-layer rows, the paper's and nbip/IWAE's figure beside this repo's at stage 4 in
+    the experiments script's setting and at the furthest stage it reached in any setting."""
+    lines = []
+    for objective, k, estimator in TABLE1:
+        row = {"layers": 1, "objective": objective, "k": k, "estimator": estimator}
+        paper, nbip = _latest(rows, source=PAPER, **row), _latest(rows, source=NBIP, **row)
+        stage4 = _latest(rows, source=THIS_REPO, stage=4, **row, **SETTING)
+        ours = [r for r in rows if r["source"] == THIS_REPO and all(r[key] == value for key, value in row.items())]
+        furthest = max(ours, key=lambda r: (r["stage"], r["date"]))
+        lines.append([row_name(row), f"{paper['nll']:.2f} ({paper['active_units']})" if paper else "–",
+                      f"{nbip['nll']:.2f}" if nbip else "–",
+                      f"**{_value(stage4['nll'], stage4['nll_se'])}** ({stage4['active_units']})",
+                      f"{_value(furthest['nll'], furthest['nll_se'])}: stage {furthest['stage']}, "
+                      f"{setting_name(furthest)}"])
+    return _table(["row", "Burda et al., 3,280 epochs (active units)", "nbip/IWAE, 3,280 epochs",
+                   "this repo, stage 4 (121 epochs), batch 100 (active units)", "this repo, furthest stage"], lines)
+
+
+def _measured(rows, header_first, first):
+    lines = [[first(row), f"{row['stage']} ({row['epochs']:,})", _value(row["nll"], row["nll_se"])
+              + (f" ({row['nll_k100']:.2f})" if row["nll_k100"] else ""), _value(row["neg_elbo"], row["neg_elbo_se"]),
+              row["active_units"], f"{row['train_minutes']:g} min", f"{row['machine']}, {row['date']}",
+              f"`{row['command']}`" + (f"; {row['note']}" if row["note"] else "")] for row in rows]
+    return _table([header_first, "stage (epochs)", "−log p(x), nats, k = 5000 (k = 100)", "−ELBO, nats",
+                   "active units", "training", "machine, date", "command"], lines)
+
+
+def settings_at_stage4(rows):
+    """The VAE with k = 1 at stage 4 in every setting measured: batch size, Adam's ε and β1, initialisation."""
+    chosen = [row for row in rows if row["source"] == THIS_REPO and row["objective"] == "elbo" and row["k"] == 1
+              and row["stage"] == 4]
+    chosen.sort(key=lambda row: (-row["batch_size"], row["adam_eps"], row["init"], row["adam_beta1"], row["date"]))
+    return _measured(chosen, "VAE, k = 1: setting", setting_name)
+
+
+def schedule(rows):
+    """The VAE with k = 1 through the schedule's other stages, by setting."""
+    chosen = [row for row in rows if row["source"] == THIS_REPO and row["objective"] == "elbo" and row["k"] == 1
+              and row["stage"] != 4]
+    chosen.sort(key=lambda row: (setting_name(row), row["stage"], row["date"]))
+    return _measured(chosen, "VAE, k = 1: setting", setting_name)
+
+
+def other_rows(rows):
+    """Table 1's rows beyond the VAE with k = 1, every stage measured."""
+    chosen = [row for row in rows if row["source"] == THIS_REPO and (row["objective"], row["k"]) != ("elbo", 1)]
+    chosen.sort(key=lambda row: (TABLE1.index((row["objective"], row["k"], row["estimator"])), row["stage"]))
+    return _measured(chosen, "row, setting", lambda row: f"{row_name(row)}, {setting_name(row)}")
+
+
+def published(rows):
+    """Every published row, as its source gives it."""
+    chosen = [row for row in rows if row["source"] != THIS_REPO]
+    lines = [[row["source"], str(row["layers"]), row_name(row), f"{row['epochs']:,}", f"{row['nll']:.2f}",
+              row["active_units"] or "–", row["note"]] for row in chosen]
+    return _table(["source", "stochastic layers", "row", "epochs", "−log p(x), nats", "active units", "setting"], lines)
+
+
+TABLES = {"table1": table1, "settings-at-stage-4": settings_at_stage4, "schedule": schedule,
+          "other-rows": other_rows, "published": published}
+
+
+def render(page_text, rows):
+    """The page with each generated block rewritten from the data."""
+    def block(match):
+        return f"{BEGIN.format(match[1])}\n{TABLES[match[1]](rows)}\n{END}"
+
+    pattern = re.escape(BEGIN).replace(r"\{\}", r"([\w-]+)") + r"\n.*?" + re.escape(END)
+    return re.sub(pattern, block, page_text, flags=re.S)
+
+
+def figure(rows, path=FIGURE):
+    """-log p(x) against epochs: a line per row and setting of this repo through its stages (the latest measurement
+    of each), the paper's and nbip/IWAE's 3,280-epoch figures marked at the right."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 5.5))
+    ax = fig.subplots()
+    ours = sorted((row for row in rows if row["source"] == THIS_REPO and row["layers"] == 1), key=lambda row: row["date"])
+    for index, key in enumerate(TABLE1):
+        colour = f"C{index}"
+        paper, nbip = (_latest(rows, source=source, layers=1, objective=key[0], k=key[1], estimator=key[2])
+                       for source in (PAPER, NBIP))
+        if paper:
+            ax.plot([2400, 4400], [paper["nll"]] * 2, color=colour, linewidth=2.5)
+        if nbip:
+            ax.plot([3280], [nbip["nll"]], marker="x", markersize=7, color=colour, linestyle="none")
+        lines = {}
+        for row in [row for row in ours if (row["objective"], row["k"], row["estimator"]) == key]:
+            lines.setdefault(setting_name(row), {})[row["stage"]] = row  # sorted by date: the latest stays
+        for style, (setting, stages) in zip(("-", "--", ":", "-.") * 4, sorted(lines.items(), key=lambda s: -len(s[1]))):
+            points = sorted((row["epochs"], row["nll"]) for row in stages.values())
+            ax.plot(*zip(*points), marker="o", markersize=3, linestyle=style, color=colour,
+                    label=f"{row_name(dict(zip(('objective', 'k', 'estimator'), key)))}: {setting}")
+    ax.plot([], [], color="grey", linewidth=2.5, label="Burda et al. 2015, 3,280 epochs")
+    ax.plot([], [], marker="x", color="grey", linestyle="none", label="nbip/IWAE, 3,280 epochs")
+    ax.set(xscale="log", xlabel="epochs (log scale; stage i ends at 1 + 3 + ... + 3^i)", xlim=(25, 5000),
+           ylabel="−log p(x), nats (k = 5000)", ylim=(84, 97),
+           title="Burda et al.'s Table 1, one stochastic layer, dynamically binarised MNIST: this repo's stages")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+
+def main():
+    rows = read()
+    for page in PAGES:
+        page.write_text(render(page.read_text(), rows))
+    figure(rows)
+    print(f"wrote the tables of {', '.join(str(page.relative_to(ROOT)) for page in PAGES)} and {FIGURE.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
