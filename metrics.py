@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import data
-from model import PIXELS, decoder_variance, log_likelihood, reconstruction_nll
-from objectives import binary_cross_entropy, sampled_kl, squared_error, twice_kl_per_dimension
+from objectives import (PIXELS, binary_cross_entropy, decoder_variance, log_likelihood, reconstruction_nll, sampled_kl,
+                        squared_error, twice_kl_per_dimension)
 
 EVAL_BATCH_SIZE = 2000  # large: evaluation keeps no activations for a backward pass
 SAMPLES_PER_CHUNK = 2048  # decoded importance samples at once: few enough that their logits stay in cache

@@ -9,44 +9,12 @@ of z per image or train on the importance-weighted bound of Burda et al. 2015 (o
 objectives.py computes them); k = 1 and the ELBO are the default.
 """
 import inspect
-import math
 
 import torch
 from torch import nn
 
-from objectives import binary_cross_entropy, gaussian_kl, iwae_loss, squared_error
-
-PIXELS = 28 * 28
-
-
-class Tanh(nn.Module):
-    """tanh(x), computed as 2 sigmoid(2x) - 1: the same function (to float rounding), and on the CPU torch's sigmoid
-    is vectorised where its tanh is not, about 4 times faster on a (2048, 200) tensor. The gradient is tanh's own."""
-
-    def forward(self, x):
-        return _SigmoidTanh.apply(x)
-
-
-class _SigmoidTanh(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        y = torch.sigmoid(x * 2).mul_(2).sub_(1)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        (y,) = ctx.saved_tensors
-        return torch.ops.aten.tanh_backward(grad, y)  # grad * (1 - y^2)
-
-
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": Tanh}
-
-
-def hidden_stack(widths, activation):
-    """A Linear layer from each width to the next, each followed by the activation."""
-    return [module for inputs, outputs in zip(widths, widths[1:])
-            for module in (nn.Linear(inputs, outputs), ACTIVATIONS[activation]())]
+from layers import hidden_stack
+from objectives import PIXELS, binary_cross_entropy, gaussian_kl, iwae_loss, squared_error
 
 
 class AutoEncoder(nn.Module):
@@ -125,34 +93,6 @@ class VariationalAutoEncoder(AutoEncoder):
         else:
             per_image = recon.mean(1) + self.beta * kl
         return per_image.mean() / PIXELS, recon.mean(1), kl
-
-
-def decoder_variance(model):
-    """The variance of the Gaussian decoder the model was trained as (None for Bernoulli).
-
-    The loss (squared error + beta * KL) / 784 is, divided by beta, the negative ELBO of p(x|z) = N(x_hat, beta/2)
-    per pixel, scaled (docs/objective.md, "The weighting"): beta = 1 is variance 1/2.
-    """
-    return model.beta / 2 if model.likelihood == "gaussian" else None
-
-
-def reconstruction_nll(model, recon):
-    """-log p(x|z) in nats of the decoder the model was trained as, from its reconstruction_loss `recon` (any shape).
-
-    Bernoulli: the binary cross-entropy itself. Gaussian with variance s = beta/2 per pixel:
-    squared error / (2 s) + 784/2 * log(2 pi s). Undefined (nan) for a Gaussian trained with beta = 0.
-    """
-    variance = decoder_variance(model)
-    if variance is None:
-        return recon
-    if variance == 0:
-        return torch.full_like(recon, math.nan) if torch.is_tensor(recon) else math.nan
-    return recon / (2 * variance) + 0.5 * PIXELS * math.log(2 * math.pi * variance)
-
-
-def log_likelihood(model, logits, x):
-    """log p(x|z) per image as a normalised density or probability, logits (..., 784) -> (...)."""
-    return -reconstruction_nll(model, model.reconstruction_loss(logits, x))
 
 
 def initialise(model, scheme, train_images):

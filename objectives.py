@@ -7,6 +7,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+PIXELS = 28 * 28
+
 
 def squared_error(logits, x):
     """Summed squared error of sigmoid(logits) against x over the last dim: (..., 784) -> (...)."""
@@ -85,3 +87,31 @@ def iwae_loss(recon, z, noise, std, logvar, dreg=False):
         normalised = torch.softmax(log_weights.detach(), -1).unsqueeze(-1)  # (B, k, 1)
         z.register_hook(lambda grad: grad * normalised)
     return math.log(log_weights.shape[-1]) - torch.logsumexp(log_weights, -1)
+
+
+def decoder_variance(model):
+    """The variance of the Gaussian decoder the model was trained as (None for Bernoulli).
+
+    The loss (squared error + beta * KL) / 784 is, divided by beta, the negative ELBO of p(x|z) = N(x_hat, beta/2)
+    per pixel, scaled (docs/objective.md, "The weighting"): beta = 1 is variance 1/2.
+    """
+    return model.beta / 2 if model.likelihood == "gaussian" else None
+
+
+def reconstruction_nll(model, recon):
+    """-log p(x|z) in nats of the decoder the model was trained as, from its reconstruction_loss `recon` (any shape).
+
+    Bernoulli: the binary cross-entropy itself. Gaussian with variance s = beta/2 per pixel:
+    squared error / (2 s) + 784/2 * log(2 pi s). Undefined (nan) for a Gaussian trained with beta = 0.
+    """
+    variance = decoder_variance(model)
+    if variance is None:
+        return recon
+    if variance == 0:
+        return torch.full_like(recon, math.nan) if torch.is_tensor(recon) else math.nan
+    return recon / (2 * variance) + 0.5 * PIXELS * math.log(2 * math.pi * variance)
+
+
+def log_likelihood(model, logits, x):
+    """log p(x|z) per image as a normalised density or probability, logits (..., 784) -> (...)."""
+    return -reconstruction_nll(model, model.reconstruction_loss(logits, x))

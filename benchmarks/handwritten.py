@@ -17,7 +17,7 @@ from objectives import gaussian_kl
 
 
 def activate_(pre_activation, activation):
-    """The model's activation in place: tanh as 2 sigmoid(2x) - 1 (model.Tanh's arithmetic), or ReLU."""
+    """The model's activation in place: tanh as 2 sigmoid(2x) - 1 (layers.Tanh's arithmetic), or ReLU."""
     if activation == "tanh":
         return pre_activation.mul_(2).sigmoid_().mul_(2).sub_(1)
     return pre_activation.clamp_min_(0)

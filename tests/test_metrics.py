@@ -8,7 +8,8 @@ import torch.nn.functional as F
 import data
 from metrics import (active_units, evaluate, importance_weighted_nll, kl_per_dimension, knn_accuracy,
                      mean_and_standard_error, negative_elbo, what_the_nats_are)
-from model import VariationalAutoEncoder, reconstruction_nll
+from model import VariationalAutoEncoder
+from objectives import reconstruction_nll
 from objectives import gaussian_kl
 
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import MODEL_ARGS, PIXELS, AutoEncoder, Tanh, VariationalAutoEncoder, build, initialise, model_args
+from layers import Tanh
+from model import MODEL_ARGS, PIXELS, AutoEncoder, VariationalAutoEncoder, build, initialise, model_args
 from objectives import gaussian_kl
 
 
