@@ -19,13 +19,14 @@ import cli
 import config
 from cli import UserError
 from files import LockHeld, atomic_path, exclusive_lock
-from model import MODEL_ARGS, MODEL_CLASSES, model_args, parameter_count
+from model import MODEL_ARGS, MODEL_CLASSES, construct, model_args, parameter_count
 from pickles import read_data
 
 # What the weights were trained for: a resumed run may not change these.
 FIXED_ON_RESUME = ("dataset", "binarize", "init", *MODEL_ARGS)
 # Constructor arguments added after checkpoints existed, with the value every older checkpoint was built with.
-ADDED_LATER = {"hidden_layers": 1, "activation": "relu", "objective": "elbo", "k": 1, "estimator": "standard"}
+ADDED_LATER = {"hidden_layers": 1, "activation": "relu", "objective": "elbo", "k": 1, "estimator": "standard",
+               "stochastic_layers": 1, "top_latent_dims": 50, "top_hidden_dims": 100}
 # What every caller needs; load(needs=...) adds what one caller needs beyond these.
 REQUIRED = ("model", "model_args", "config", "weights")
 # What a checkpoint's size is made of (tested against real ones): float32 weights and Adam's two moments, and a little
@@ -102,7 +103,7 @@ def load(cfg, name, overrides, device, needs=()):
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("model_args"), dict):
         checkpoint["model_args"] = {**ADDED_LATER, **checkpoint["model_args"]}
     _refuse(file, _problem(checkpoint, name, cfg.dataset, REQUIRED + tuple(needs)))
-    model = MODEL_CLASSES[name](**checkpoint["model_args"])
+    model = construct(name, checkpoint["model_args"])
     _refuse(file, _mismatch(model.state_dict(), checkpoint["weights"]))
     model.load_state_dict(checkpoint["weights"])
     cfg = config.merge({**checkpoint["config"], **checkpoint["model_args"]}, overrides)

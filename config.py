@@ -31,7 +31,7 @@ overwrite: "let a fresh run replace a checkpoint that holds more epochs than it 
 compile: "torch.compile the model (not measured faster for these MLPs; numbers differ slightly)" = False
 bf16: "bfloat16 autocast on CUDA (not measured faster for these MLPs; changes numbers)" = False
 # model and objective
-latent_dims: "size of the latent code z" = 2
+latent_dims: "size of the latent code z (with two stochastic layers: of z1, the lower)" = 2
 hidden_dims: "width of each hidden layer of encoder and decoder" = 512
 hidden_layers: "hidden layers in encoder and in decoder (Burda et al. 2015: 2 of 200)" = 1
 activation: "relu | tanh (Burda et al. 2015 used tanh)" = "relu"
@@ -40,6 +40,11 @@ beta: "weight on the KL term; 1 is the ELBO" = 1.0
 binarize: "none | dynamic (training pixels redrawn each batch) | static: binarised data, for --likelihood bernoulli" = "none"
 objective: "the VAE's training objective: elbo | iwae (the importance-weighted bound, Burda et al. 2015)" = "elbo"
 k: "samples of z per image in the VAE's training objective (Burda et al.'s k)" = 1
+stochastic_layers: ("the VAE's stochastic layers: 1 (z) | 2 (Burda et al. 2015: x <-> z1 <-> z2, z1 of --latent-dims, z2 of "
+                    "--top-latent-dims, each Gaussian given the layer next to it)") = 1
+top_latent_dims: "with --stochastic-layers 2: size of the top stochastic layer z2 (Burda et al.: 50)" = 50
+top_hidden_dims: ("with --stochastic-layers 2: width of the hidden layers of q(z2|z1) and p(z1|z2), --hidden-layers "
+                  "each (Burda et al.: 2 of 100)") = 100
 estimator: "the IWAE's encoder gradient: standard | dreg (doubly reparameterised, Tucker et al. 2018)" = "standard"
 # evaluation
 iw_samples: "importance samples per image for the VAE's -log p(x) bound (Burda et al. 2015)" = 1000
@@ -54,6 +59,10 @@ plot_dir: "figures, GIFs and metrics: <plot_dir>/<dataset>_<model>_*.png" = "plo
 # trains (with batches of 100; the paper's are 20) and what the benchmarks time as the literature's setting.
 BURDA2015 = {"hidden_layers": 2, "hidden_dims": 200, "activation": "tanh", "latent_dims": 50,
              "likelihood": "bernoulli", "binarize": "dynamic"}
+# Their two stochastic layers (Appendix C): z1 of 100 units from BURDA2015's networks, z2 of 50 from two tanh layers
+# of 100 each way.
+BURDA2015_TWO_LAYERS = {**BURDA2015, "latent_dims": 100, "stochastic_layers": 2, "top_latent_dims": 50,
+                        "top_hidden_dims": 100}
 
 MODELS = ("ae", "vae")
 DATASETS = ("mnist", "fashion-mnist")
@@ -67,12 +76,13 @@ INITS = ("torch", "glorot", "glorot-mean")
 RUNTIME_KEYS = ("device", "data_root", "ckpt_dir", "plot_dir")
 
 _CHOICES = {"model": MODELS + ("both",), "dataset": DATASETS, "likelihood": LIKELIHOODS, "binarize": BINARIZE,
-            "activation": ACTIVATIONS, "objective": OBJECTIVES, "estimator": ESTIMATORS, "init": INITS}
+            "activation": ACTIVATIONS, "objective": OBJECTIVES, "estimator": ESTIMATORS, "init": INITS,
+            "stochastic_layers": (1, 2)}
 _POSITIVE = ("epochs", "batch_size", "learning_rate", "adam_eps", "latent_dims", "hidden_dims", "hidden_layers", "k",
-             "iw_samples")
+             "iw_samples", "top_latent_dims", "top_hidden_dims")
 # Beyond these no run finishes (epochs) or torch's indices overflow; what fits in memory is checked by train.py.
 _AT_MOST = {"epochs": 10**6, "batch_size": 2**31 - 1, "latent_dims": 2**31 - 1, "hidden_dims": 2**31 - 1,
-            "hidden_layers": 1000, "k": 2**31 - 1, "iw_samples": 2**31 - 1, "seed": 2**64 - 1}
+            "hidden_layers": 1000, "k": 2**31 - 1, "top_latent_dims": 2**31 - 1, "top_hidden_dims": 2**31 - 1, "iw_samples": 2**31 - 1, "seed": 2**64 - 1}
 
 
 def help_texts():
@@ -128,10 +138,11 @@ def parse(keys, argv=None, description=None, script_defaults=None):
     if cfg.objective == "iwae" and cfg.beta != 1:
         raise UserError(f"--beta {cfg.beta:g} weights the ELBO's KL; the IWAE's bound has no KL term to weight: "
                         "leave --beta at 1 with --objective iwae")
-    chosen = {key: getattr(cfg, key) for key in ("objective", "k", "estimator") if getattr(cfg, key) != values[key]}
+    chosen = {key: getattr(cfg, key) for key in ("objective", "k", "estimator", "stochastic_layers")
+              if getattr(cfg, key) != values[key]}
     if chosen and cfg.model != "vae":
-        raise UserError(f"{' '.join(as_flags(chosen))}: the objective, k and estimator are the VAE's (the AE draws no "
-                        "samples); add --model vae")
+        raise UserError(f"{' '.join(as_flags(chosen))}: the objective, k, estimator and stochastic layers are the VAE's "
+                        "(the AE draws no samples); add --model vae")
     return cfg, overrides
 
 
@@ -139,7 +150,7 @@ def validate(cfg):
     """Refuse values no run can use, before any work is done."""
     for key, value in cfg.items():
         if key in _CHOICES and value not in _CHOICES[key]:
-            raise UserError(f"unknown {key} {value!r}: choose one of {', '.join(_CHOICES[key])}")
+            raise UserError(f"unknown {key} {value!r}: choose one of {', '.join(map(str, _CHOICES[key]))}")
         if key in _POSITIVE and not value > 0:
             raise UserError(f"--{key.replace('_', '-')} must be positive, got {value}")
         if key in _AT_MOST and value > _AT_MOST[key]:

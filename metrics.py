@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import data
+from model import TwoLayerVAE
 from objectives import (PIXELS, binary_cross_entropy, decoder_variance, log_likelihood, reconstruction_nll, sampled_kl,
                         squared_error, twice_kl_per_dimension)
 
@@ -29,9 +30,11 @@ def evaluate(model, images, batch_size=EVAL_BATCH_SIZE):
 
 
 @torch.inference_mode()
-def encode_all(model, images, batch_size=EVAL_BATCH_SIZE):
-    """Latent codes (N, latent) of all images: the posterior mean for the VAE."""
-    return torch.cat([model.encode(x) for x in data.batches(images, batch_size, shuffle=False)])
+def encode_all(model, images, batch_size=EVAL_BATCH_SIZE, lower=False):
+    """Latent codes (N, code_dims) of all images: the posterior mean for the VAE (of z2 with two stochastic layers;
+    lower: of z1, the mean of q(z1|x))."""
+    encode = (lambda x: model.posterior(x)[0]) if lower else model.encode
+    return torch.cat([encode(x) for x in data.batches(images, batch_size, shuffle=False)])
 
 
 @torch.inference_mode()
@@ -60,6 +63,12 @@ def importance_weighted_nll(model, images, samples, samples_per_chunk=SAMPLES_PE
     bounds = []
     with tqdm(total=len(images), desc=f"IW bound, k = {samples}", unit="image", leave=False, disable=None) as progress:
         for x in data.batches(images, images_per_chunk, shuffle=False):
+            if isinstance(model, TwoLayerVAE):  # its own sampler: both layers, each term of log w sampled
+                log_weights = torch.cat([_normalised(model, *model.log_weights(x, min(samples_per_step, samples - start)))
+                                         for start in range(0, samples, samples_per_step)], 1)  # (B, samples)
+                bounds.append(math.log(samples) - torch.logsumexp(log_weights, 1))
+                progress.update(len(x))
+                continue
             mu, logvar = model.posterior(x)  # (B, latent) each
             std, pixels = torch.exp(0.5 * logvar)[:, None], x.flatten(1)[:, None]  # (B, 1, latent), (B, 1, 784)
             log_weights = []
@@ -73,6 +82,11 @@ def importance_weighted_nll(model, images, samples, samples_per_chunk=SAMPLES_PE
             bounds.append(math.log(samples) - torch.logsumexp(log_weights, 1))
             progress.update(len(x))
     return torch.cat(bounds)
+
+
+def _normalised(model, log_weights, recon):
+    """Log weights with log p(x|z) as a normalised density or probability in place of the loss as trained."""
+    return log_weights + recon - reconstruction_nll(model, recon)
 
 
 @torch.inference_mode()
@@ -153,11 +167,18 @@ def measure(model, name, dataset, cfg):
         elbo, recon, kl = negative_elbo(model, dataset.test_images)
         elbo, elbo_se = mean_and_standard_error(elbo)
         nats_are, is_likelihood = what_the_nats_are(model, cfg.binarize)
+        two_layers = isinstance(model, TwoLayerVAE)  # active units of z1, then of z2; KL per dimension: z's alone
+        per_layer = [active_units(encode_all(model, dataset.test_images, lower=True))] if two_layers else []
         metrics.update({
             "objective": model.objective, "k": model.k, "estimator": model.estimator, "nats_are": nats_are, "is_likelihood": is_likelihood,
             "negative_elbo_nats": elbo, "negative_elbo_se": elbo_se, "elbo_reconstruction_nats": recon.mean().item(),
             "kl_nats": kl.mean().item(), "iw_nll_nats": bound, "iw_nll_se": bound_se, "iw_samples": cfg.iw_samples,
-            "iw_seconds": iw_seconds, "active_units": active_units(test_codes),
-            "kl_per_dimension": kl_per_dimension(model, dataset.test_images).tolist(),
+            "iw_seconds": iw_seconds, "stochastic_layers": 2 if two_layers else 1,
+            "active_units_per_layer": per_layer + [active_units(test_codes)],
+            "active_units": sum(per_layer) + active_units(test_codes),
         })
+        if two_layers:
+            metrics["top_latent_dims"] = model.code_dims
+        else:
+            metrics["kl_per_dimension"] = kl_per_dimension(model, dataset.test_images).tolist()
     return metrics, test_codes

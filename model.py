@@ -9,19 +9,22 @@ of z per image or train on the importance-weighted bound of Burda et al. 2015 (o
 objectives.py computes them); k = 1 and the ELBO are the default.
 """
 import inspect
+import math
 
 import torch
 from torch import nn
 
 from layers import hidden_stack
-from objectives import PIXELS, binary_cross_entropy, gaussian_kl, iwae_loss, squared_error
+from objectives import PIXELS, binary_cross_entropy, gaussian_kl, gaussian_log_density, iwae_loss, squared_error
 
 
 class AutoEncoder(nn.Module):
     def __init__(self, latent_dims=2, hidden_dims=512, hidden_layers=1, activation="relu", likelihood="gaussian",
-                 beta=1.0, objective="elbo", k=1, estimator="standard"):
+                 beta=1.0, objective="elbo", k=1, estimator="standard", stochastic_layers=1, top_latent_dims=50,
+                 top_hidden_dims=100):
         super().__init__()
         self.latent_dims, self.likelihood, self.beta = latent_dims, likelihood, beta
+        self.code_dims = latent_dims  # what encode() returns and decode() reads
         # The VAE's training objective over k samples of z per image (objectives.py); the AE's code is deterministic.
         self.objective, self.k, self.estimator = objective, k, estimator
         hidden = [hidden_dims] * hidden_layers
@@ -95,24 +98,81 @@ class VariationalAutoEncoder(AutoEncoder):
         return per_image.mean() / PIXELS, recon.mean(1), kl
 
 
-def initialise(model, scheme, train_images):
-    """Re-draw a freshly built model's weights by `scheme` (config.INITS); "torch" keeps nn.Linear's own.
+class TwoLayerVAE(VariationalAutoEncoder):
+    """The VAE with two stochastic layers of Burda et al. 2015 (their Appendix C): q(z1|x) q(z2|z1), p(z2) p(z1|z2)
+    p(x|z1), each conditional a diagonal Gaussian (Bernoulli for x) from its own tanh network. q(z1|x) and p(x|z1)
+    are the one-layer VAE's networks; encode() and decode() work in the top layer z2, decoding through the means."""
 
-    glorot: every Linear's weight uniform on +-sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010), biases zero, as
-    in Burda et al.'s code and Keras. glorot-mean also sets the decoder's output bias to the logit of each pixel's
-    mean over `train_images` (uint8, (N, 28, 28)), so the untrained decoder already draws the average image; the
-    mean is kept within [0.001, 0.999], where the logit is finite.
-    """
-    if scheme == "torch":
-        return
-    with torch.no_grad():
-        for layer in model.modules():
-            if isinstance(layer, nn.Linear):
-                nn.init.xavier_uniform_(layer.weight)
-                nn.init.zeros_(layer.bias)
-        if scheme == "glorot-mean":
-            mean = (train_images.flatten(1).float() / 255).mean(0).clamp(1e-3, 1 - 1e-3)  # (784,)
-            model.decoder[-1].bias.copy_(torch.logit(mean))
+    def __init__(self, **model_args):
+        super().__init__(**model_args)
+        top, width, depth = model_args["top_latent_dims"], model_args["top_hidden_dims"], model_args["hidden_layers"]
+        activation, self.code_dims = model_args["activation"], top
+        self.upper_encoder = nn.Sequential(*hidden_stack([self.latent_dims] + [width] * depth, activation))
+        self.to_top_latent, self.to_top_logvar = nn.Linear(width, top), nn.Linear(width, top)  # q(z2|z1)
+        self.upper_decoder = nn.Sequential(*hidden_stack([top] + [width] * depth, activation))
+        self.to_prior_mean, self.to_prior_logvar = nn.Linear(width, self.latent_dims), nn.Linear(width, self.latent_dims)
+
+    def upper_posterior(self, z1, weights=None):
+        """Mean and log-variance of q(z2|z1), (..., top) each; `weights` ({layer: its parameters}) in place of its
+        own: DReG's held copies."""
+        def call(layer, inputs):
+            return getattr(self, layer)(inputs) if weights is None else \
+                torch.func.functional_call(getattr(self, layer), weights[layer], (inputs,))
+
+        hidden = call("upper_encoder", z1)
+        return call("to_top_latent", hidden), call("to_top_logvar", hidden)
+
+    def prior_of_z1(self, z2):
+        """Mean and log-variance of p(z1|z2), (..., latent) each."""
+        hidden = self.upper_decoder(z2)
+        return self.to_prior_mean(hidden), self.to_prior_logvar(hidden)
+
+    def encode(self, x):
+        return self.upper_posterior(self.posterior(x)[0])[0]  # the mean of q(z2|z1) at the mean of q(z1|x)
+
+    def decode_logits(self, z2):
+        return self.decoder(self.prior_of_z1(z2)[0])
+
+    def log_weights(self, x, k, dreg=False):
+        """(log w, the reconstruction loss as trained), (B, k) each, for k samples (z1, z2) ~ q(z1|x) q(z2|z1):
+        log w = log p(x|z1) + log p(z1|z2) + log p(z2) - log q(z1|x) - log q(z2|z1), every term sampled (the
+        Gaussians' log 2 pi terms cancel), log p(x|z1) as trained (-reconstruction loss).
+
+        dreg: Tucker et al.'s (2018) gradient for the hierarchy (docs/objective.md derives it): log q reads the
+        encoders' weights held fixed, and the gradient reaching z2, and z1 where log w reads it directly (its path
+        through z2's sampling carries z2's), is scaled by w~_i once more: w~_i^2 to every encoder weight, w~_i kept
+        by the decoders, whose gradients pass through no sample."""
+        mu1, logvar1 = self.posterior(x)  # (B, latent) each
+        noise1 = torch.randn(len(x), k, self.latent_dims, dtype=mu1.dtype, device=mu1.device)
+        z1 = mu1[:, None] + torch.exp(0.5 * logvar1)[:, None] * noise1  # (B, k, latent)
+        mu2, logvar2 = self.upper_posterior(z1)  # (B, k, top) each
+        z2 = mu2 + torch.exp(0.5 * logvar2) * torch.randn_like(mu2)
+        read = z1.view_as(z1) if dreg else z1  # z1 where log w reads it directly: its own node for the hook
+        if dreg:
+            held = {name: {key: value.detach() for key, value in getattr(self, name).named_parameters()}
+                    for name in ("upper_encoder", "to_top_latent", "to_top_logvar")}
+            mu1, logvar1 = mu1.detach(), logvar1.detach()
+            mu2, logvar2 = self.upper_posterior(read, held)
+        prior_mean, prior_logvar = self.prior_of_z1(z2)
+        recon = self.reconstruction_loss(self.decoder(read), x)  # (B, k)
+        log_weights = (-recon + gaussian_log_density(read, prior_mean, prior_logvar)
+                       + gaussian_log_density(z2, torch.zeros_like(z2), torch.zeros_like(z2))
+                       - gaussian_log_density(read, mu1[:, None], logvar1[:, None]) - gaussian_log_density(z2, mu2, logvar2))
+        if dreg and read.requires_grad:
+            normalised = torch.softmax(log_weights.detach(), -1).unsqueeze(-1)  # (B, k, 1)
+            for sample in (read, z2):
+                sample.register_hook(lambda grad: grad * normalised)
+        return log_weights, recon
+
+    def forward(self, x):
+        """As the one-layer VAE's; kl is the sampled log q - log p of both layers, averaged over the k samples."""
+        log_weights, recon = self.log_weights(x, self.k, dreg=self.estimator == "dreg")
+        kl = -(log_weights + recon).mean(1)  # (B,)
+        if self.objective == "iwae":
+            per_image = math.log(self.k) - torch.logsumexp(log_weights, 1)
+        else:
+            per_image = recon.mean(1) + self.beta * kl
+        return per_image.mean() / PIXELS, recon.mean(1), kl
 
 
 MODEL_CLASSES = {"ae": AutoEncoder, "vae": VariationalAutoEncoder}
@@ -125,11 +185,16 @@ def model_args(cfg):
     return {key: getattr(cfg, key) for key in MODEL_ARGS}
 
 
+def construct(name, args):
+    """Model `name` built from its constructor arguments: the VAE with two stochastic layers where they ask for it."""
+    return (TwoLayerVAE if name == "vae" and args["stochastic_layers"] == 2 else MODEL_CLASSES[name])(**args)
+
+
 def build(name, cfg):
-    return MODEL_CLASSES[name](**model_args(cfg))
+    return construct(name, model_args(cfg))
 
 
 def parameter_count(name, args):
     """How many parameters model `name` has with constructor arguments `args`, counted without allocating them."""
     with torch.device("meta"):
-        return sum(parameter.numel() for parameter in MODEL_CLASSES[name](**args).parameters())
+        return sum(parameter.numel() for parameter in construct(name, args).parameters())

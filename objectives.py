@@ -69,6 +69,11 @@ def sampled_kl(noise, z, logvar):
     return 0.5 * (z.square() - noise.square()).sum(-1) - 0.5 * logvar.sum(-1, keepdim=True)
 
 
+def gaussian_log_density(z, mean, logvar):
+    """log N(z; mean, diag(exp(logvar))) summed over the last dim, less its -1/2 log(2 pi) per dimension: (...,)."""
+    return -0.5 * ((z - mean).square() * torch.exp(-logvar) + logvar).sum(-1)
+
+
 def iwae_loss(recon, z, noise, std, logvar, dreg=False):
     """-log (1/k) sum_i w_i per image, (B,): the negative importance-weighted bound of Burda et al. 2015, with
     w_i = p(x|z_i) p(z_i) / q(z_i|x) for the k samples z (B, k, latent) drawn as mu + std * noise, and recon

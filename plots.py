@@ -116,7 +116,7 @@ def plot_reconstructions(model, images, labels, path):
 @torch.inference_mode()
 def plot_samples(model, path, size=SAMPLE_GRID, seed=GALLERY_SEED):
     device = next(model.parameters()).device
-    z = torch.randn(size * size, model.latent_dims, generator=torch.Generator().manual_seed(seed)).to(device)
+    z = torch.randn(size * size, model.code_dims, generator=torch.Generator().manual_seed(seed)).to(device)
     save_grid(model.decode(z), path, nrow=size)
 
 

@@ -23,7 +23,14 @@ from metrics import measure  # noqa: E402
 def trained_as(metrics):
     """The VAE's training objective in a few words, from its metrics: e.g. "IWAE, k = 50, DReG gradient"."""
     estimator = ", DReG gradient" if metrics["estimator"] == "dreg" else ""
-    return f"{metrics['objective'].upper()}, k = {metrics['k']}{estimator}"
+    layers = ", two stochastic layers" if metrics["stochastic_layers"] == 2 else ""
+    return f"{metrics['objective'].upper()}, k = {metrics['k']}{estimator}{layers}"
+
+
+def latent_size(metrics):
+    """The latent size as the literature writes it: "50", or "100+50" for z1 and z2 (active units likewise)."""
+    return "+".join(map(str, [metrics["latent_dims"]] + ([metrics["top_latent_dims"]] if "top_latent_dims" in metrics
+                                                          else [])))
 
 
 def report(metrics, epochs):
@@ -39,12 +46,13 @@ def report(metrics, epochs):
                            f"{m['elbo_reconstruction_nats']:.2f} reconstruction + {m['kl_nats']:.2f} KL"),
                  (bound, f"{m['iw_nll_nats']:.2f} ± {m['iw_nll_se']:.2f} nats per image (importance-weighted, "
                          f"k = {m['iw_samples']}, {m['iw_seconds']:.1f} s; ± standard error over the test images)"),
-                 ("active units", f"{m['active_units']} of {m['latent_dims']}")]
+                 ("active units", f"{'+'.join(map(str, m['active_units_per_layer']))} of {latent_size(m)}")]
     rows += [(f"{m['knn_neighbours']}-NN accuracy", f"{m['knn_accuracy']:.4f} (on latent codes)"),
              ("speed", f"{m['test_images_per_second']:,.0f} test images/s (loss pass)")]
     objective = f"trained as {trained_as(m)}, " if m["model"] == "vae" else ""
     heading = (f"{m['model']} on {m['dataset']} ({m['likelihood']} likelihood, beta {m['beta']:g}, "
-               f"latent {m['latent_dims']}, {objective}{cli.count_of(epochs, 'epoch')})")
+               f"latent {latent_size(m) if m['model'] == 'vae' else m['latent_dims']}, {objective}"
+               f"{cli.count_of(epochs, 'epoch')})")
     return "\n".join([heading] + [f"  {label:<24}{value}" for label, value in rows])
 
 
@@ -64,11 +72,12 @@ def main():
         metrics, codes = measure(model, name, dataset, model_cfg)
         print(report(metrics, len(checkpoint["history"])), flush=True)
         objective = f", {trained_as(metrics)}" if name == "vae" else ""
-        title = f"{name.upper()} on {model_cfg.dataset} (latent {model.latent_dims}{objective})"
+        latent = latent_size(metrics) if name == "vae" else model.latent_dims
+        title = f"{name.upper()} on {model_cfg.dataset} (latent {latent}{objective})"
         outputs = {what: plots.output_path(model_cfg, name, what) for what in (
             "metrics.json", "latent_space.png", "reconstructed_manifold.png", "reconstructions.png",
             "training_curves.png") + (("samples.png",) if name == "vae" else ())
-            + (("kl_per_dimension.png",) if name == "vae" and model.latent_dims > 2 else ())}
+            + (("kl_per_dimension.png",) if "kl_per_dimension" in metrics and model.latent_dims > 2 else ())}
         with atomic_paths(outputs.values()) as temporaries:  # the model's whole set, or none of it
             write = dict(zip(outputs, temporaries))
             write["metrics.json"].write_text(json.dumps(metrics, indent=2) + "\n")

@@ -23,7 +23,8 @@ from cli import UserError  # noqa: E402
 from files import check_writable  # noqa: E402
 from loop import make_optimizer, train_epoch  # noqa: E402
 from metrics import evaluate  # noqa: E402
-from model import PIXELS, build, initialise, model_args, parameter_count  # noqa: E402
+from layers import initialise  # noqa: E402
+from model import PIXELS, build, model_args, parameter_count  # noqa: E402
 
 BYTES_PER_PARAMETER = 16  # float32 weight, gradient and Adam's two moments
 LARGEST_SPLIT = 60_000  # no batch holds more images than this
@@ -128,7 +129,8 @@ def fit(name, cfg, dataset, device, resumed):
 def main():
     keys = ("model", "dataset", "device", "seed", "epochs", "batch_size", "learning_rate", "adam_eps", "adam_beta1",
             "init", "resume", "overwrite", "compile", "bf16", "latent_dims", "hidden_dims", "hidden_layers",
-            "activation", "likelihood", "beta", "binarize", "objective", "k", "estimator", "data_root", "ckpt_dir")
+            "activation", "likelihood", "beta", "binarize", "objective", "k", "estimator", "stochastic_layers",
+            "top_latent_dims", "top_hidden_dims", "data_root", "ckpt_dir")
     cfg, overrides = config.parse(keys, description=__doc__)
     device = cli.resolve_device(cfg.device)
     check_writable(cfg.ckpt_dir, "--ckpt-dir")

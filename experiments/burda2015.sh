@@ -5,7 +5,8 @@
 # A row of the table is chosen by flags after STAGES: --objective elbo | iwae, --k, --estimator standard | dreg,
 # --batch-size (default here 100; the paper's is 20) and --adam-eps (default 1e-8; the paper's 1e-4 was for a loss
 # per image, and this repo's loss is per pixel, 784 times smaller: the paper's epsilon is --adam-eps 1.2755e-07),
-# and --init and --adam-beta1 (the authors' code: --init glorot-mean --adam-beta1 0.99).
+# and --init and --adam-beta1 (the authors' code: --init glorot-mean --adam-beta1 0.99); --stochastic-layers 2 trains
+# their two-layer model (config.BURDA2015_TWO_LAYERS) in runs/burda2015/two-layers-<row>/.
 #
 #   bash experiments/burda2015.sh [STAGES [FLAGS]]      # default 8 stages, the VAE with k = 1
 #   bash experiments/burda2015.sh 5 --objective iwae --k 50 --batch-size 20 --adam-eps 1.2755e-07   # the paper's
@@ -27,7 +28,7 @@ import config
 from cli import UserError
 
 sys.argv[0] = "experiments/burda2015.sh"  # the name its error messages go by
-keys = ("objective", "k", "estimator", "batch_size", "adam_eps", "init", "adam_beta1")
+keys = ("objective", "k", "estimator", "batch_size", "adam_eps", "init", "adam_beta1", "stochastic_layers")
 try:  # --data-root too: where MNIST is, which is not part of the row
     cfg, _ = config.parse(keys + ("data_root",), sys.argv[1:], script_defaults={"batch_size": 100, "model": "vae"})
 except UserError as error:
@@ -35,8 +36,10 @@ except UserError as error:
 dreg = "-dreg" if cfg.estimator == "dreg" else ""
 init = "" if cfg.init == config.init else f"-{cfg.init}"  # the defaults add nothing: older rows keep their folders
 beta1 = "" if cfg.adam_beta1 == config.adam_beta1 else f"-beta1{cfg.adam_beta1:g}"
-print(f"{cfg.objective}-k{cfg.k}{dreg}-batch{cfg.batch_size}-eps{cfg.adam_eps:g}{init}{beta1}", *config.as_flags(config.BURDA2015),
-      *config.as_flags({key: getattr(cfg, key) for key in keys + ("data_root",)}))
+two = cfg.stochastic_layers == 2
+network = config.BURDA2015_TWO_LAYERS if two else config.BURDA2015
+print(f"{'two-layers-' if two else ''}{cfg.objective}-k{cfg.k}{dreg}-batch{cfg.batch_size}-eps{cfg.adam_eps:g}{init}{beta1}",
+      *config.as_flags(network), *config.as_flags({key: getattr(cfg, key) for key in keys + ("data_root",)}))
 PY
 )
 read -ra row <<< "$row"

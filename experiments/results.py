@@ -66,7 +66,8 @@ def command(config_values, stage):
     """The experiments script's command that trains a row through `stage`."""
     flags = [f"--{key.replace('_', '-')} {config_values[key]:g}" if isinstance(config_values[key], float)
              else f"--{key.replace('_', '-')} {config_values[key]}"
-             for key, default in {"objective": "elbo", "k": 1, "estimator": "standard", **SETTING}.items()
+             for key, default in {"objective": "elbo", "k": 1, "estimator": "standard", **SETTING,
+                                  "stochastic_layers": 1}.items()
              if config_values[key] != default]
     return " ".join(["bash experiments/burda2015.sh", str(stage + 1), *flags])
 
@@ -83,14 +84,15 @@ def stage_row(folder, machine, note=""):
         sys.exit(f"error: {metrics_file} has the bound with k = {metrics['iw_samples']}; the table's is k = "
                  f"{BOUND_SAMPLES}: rerun test.py on {folder} with --iw-samples {BOUND_SAMPLES}")
     checkpoint = torch.load(checkpoint_file, map_location="cpu", weights_only=True)
-    stored = {"init": "torch", "adam_beta1": 0.9, **checkpoint["config"], **checkpoint["model_args"]}
+    stored = {"init": "torch", "adam_beta1": 0.9, "stochastic_layers": 1, **checkpoint["config"],
+              **checkpoint["model_args"]}
     stage = int(folder.name.removeprefix("stage"))
     date = datetime.date.fromtimestamp(metrics_file.stat().st_mtime).isoformat()
-    return {"source": THIS_REPO, "layers": 1, **{key: stored[key] for key in ("objective", "k", "estimator",
+    return {"source": THIS_REPO, "layers": stored["stochastic_layers"], **{key: stored[key] for key in ("objective", "k", "estimator",
             *SETTING)}, "stage": stage, "epochs": len(checkpoint["history"]),
             "nll": round(metrics["iw_nll_nats"], 2), "nll_se": round(metrics["iw_nll_se"], 2), "nll_k100": None,
             "neg_elbo": round(metrics["negative_elbo_nats"], 2), "neg_elbo_se": round(metrics["negative_elbo_se"], 2),
-            "active_units": str(metrics["active_units"]),
+            "active_units": "+".join(map(str, metrics.get("active_units_per_layer", [metrics["active_units"]]))),
             "train_minutes": round(sum(entry["seconds"] for entry in checkpoint["history"]) / 60, 1),
             "machine": machine, "date": date, "command": command(stored, stage), "note": note}
 

@@ -53,7 +53,8 @@ def test_a_saved_model_is_rebuilt_from_its_checkpoint_alone(tmp_path):
                                                      "vae", {"iw_samples": 7}, CPU)
     assert checkpoint["model_args"] == {"latent_dims": 3, "hidden_dims": 16, "hidden_layers": 1, "activation": "relu",
                                         "likelihood": "bernoulli", "beta": 1.0, "objective": "elbo", "k": 1,
-                                        "estimator": "standard"}
+                                        "estimator": "standard", "stochastic_layers": 1, "top_latent_dims": 50,
+                                        "top_hidden_dims": 100}
     assert set(checkpoint["model_args"]) == set(MODEL_ARGS)
     assert (loaded_cfg.latent_dims, loaded_cfg.likelihood, loaded_cfg.iw_samples) == (3, "bernoulli", 7)
     for key, weight in original.state_dict().items():

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from layers import Tanh
-from model import MODEL_ARGS, PIXELS, AutoEncoder, VariationalAutoEncoder, build, initialise, model_args
+from layers import Tanh, initialise
+from model import MODEL_ARGS, PIXELS, AutoEncoder, VariationalAutoEncoder, build, model_args
 from objectives import gaussian_kl
 
 
@@ -125,12 +125,14 @@ def test_decode_is_the_sigmoid_of_decode_logits(model_class):
 
 def test_model_args_are_the_constructors_arguments_and_rebuild_the_same_network():
     assert MODEL_ARGS == ("latent_dims", "hidden_dims", "hidden_layers", "activation", "likelihood", "beta", "objective",
-                          "k", "estimator")
+                          "k", "estimator", "stochastic_layers", "top_latent_dims", "top_hidden_dims")
     cfg = SimpleNamespace(latent_dims=3, hidden_dims=24, hidden_layers=1, activation="relu", likelihood="bernoulli",
-                          beta=2.0, objective="elbo", k=3, estimator="standard", epochs=7)
+                          beta=2.0, objective="elbo", k=3, estimator="standard", stochastic_layers=1, top_latent_dims=2,
+                          top_hidden_dims=5, epochs=7)
     assert model_args(cfg) == {"latent_dims": 3, "hidden_dims": 24, "hidden_layers": 1, "activation": "relu",
                                "likelihood": "bernoulli", "beta": 2.0, "objective": "elbo", "k": 3,
-                               "estimator": "standard"}
+                               "estimator": "standard", "stochastic_layers": 1, "top_latent_dims": 2,
+                               "top_hidden_dims": 5}
     for name in ("ae", "vae"):
         torch.manual_seed(0)
         model = build(name, cfg)

@@ -94,7 +94,7 @@ def test_dreg_leaves_the_loss_and_the_decoders_gradient_exactly_as_they_were():
 
 
 def test_the_dreg_encoder_gradient_is_tucker_et_als_formula_computed_directly():
-    """Tucker et al. 2018, eq. 8: the encoder's gradient is -sum_i w~_i^2 d log w_i / dphi through z_i only, with
+    """Tucker et al. 2018: the encoder's gradient is -sum_i w~_i^2 d log w_i / dphi through z_i only, with
     w~ the normalised weights held constant and log q's parameters held fixed; here built from torch.distributions
     and torch.func.functional_call, in float64, and compared with the model's loss.backward()."""
     x = binary_images(count=3).double()

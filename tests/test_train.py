@@ -99,7 +99,8 @@ def test_burdas_setting_trains_and_resumes_only_in_that_setting(scratch):
     checkpoint = load(scratch / "burda" / "mnist_vae.pt")
     assert checkpoint["model_args"] == {"latent_dims": 5, "hidden_dims": 16, "hidden_layers": 2, "activation": "tanh",
                                         "likelihood": "bernoulli", "beta": 1.0, "objective": "elbo", "k": 1,
-                                        "estimator": "standard"}
+                                        "estimator": "standard", "stochastic_layers": 1, "top_latent_dims": 50,
+                                        "top_hidden_dims": 100}
     assert checkpoint["config"]["binarize"] == "dynamic" and "decoder.4.weight" in checkpoint["weights"]
     message = run_train(scratch, "--model", "vae", "--binarize", "static", "--likelihood", "bernoulli", "--resume",
                         "--epochs", "2", "--ckpt-dir", scratch / "burda")
@@ -134,18 +135,24 @@ def test_the_default_initialisation_and_beta1_train_as_before_and_the_others_are
 IWAE = ("--model", "vae", "--objective", "iwae", "--k", "3", "--estimator", "dreg", "--hidden-dims", "16")
 
 
-def test_an_iwae_run_stopped_and_resumed_gives_the_straight_runs_history(scratch):
+TWO_LAYERS = ("--stochastic-layers", "2", "--latent-dims", "6", "--top-latent-dims", "3", "--top-hidden-dims", "8",
+              "--activation", "tanh", "--likelihood", "bernoulli", "--binarize", "dynamic")
+
+
+@pytest.mark.parametrize("layers", [(), TWO_LAYERS], ids=["one stochastic layer", "two"])
+def test_an_iwae_run_stopped_and_resumed_gives_the_straight_runs_history(scratch, layers):
     def losses(folder):
         checkpoint = load(scratch / folder / "mnist_vae.pt")
         return [(entry["train_loss"], entry["test_loss"]) for entry in checkpoint["history"]], checkpoint["weights"]
 
-    assert run_train(scratch, *IWAE, "--epochs", "3", "--ckpt-dir", scratch / "straight") is None
-    assert run_train(scratch, *IWAE, "--epochs", "1", "--ckpt-dir", scratch / "split") is None
-    assert run_train(scratch, *IWAE, "--epochs", "3", "--ckpt-dir", scratch / "split", "--resume") is None
+    assert run_train(scratch, *IWAE, *layers, "--epochs", "3", "--ckpt-dir", scratch / "straight") is None
+    assert run_train(scratch, *IWAE, *layers, "--epochs", "1", "--ckpt-dir", scratch / "split") is None
+    assert run_train(scratch, *IWAE, *layers, "--epochs", "3", "--ckpt-dir", scratch / "split", "--resume") is None
     (straight, straight_weights), (split, split_weights) = losses("straight"), losses("split")
     assert split == straight and len(split) == 3
     assert all(torch.equal(weight, split_weights[key]) for key, weight in straight_weights.items())
-    assert load(scratch / "split" / "mnist_vae.pt")["model_args"]["objective"] == "iwae"
+    stored = load(scratch / "split" / "mnist_vae.pt")["model_args"]
+    assert stored["objective"] == "iwae" and stored["stochastic_layers"] == (2 if layers else 1)
 
 
 def test_resume_refuses_another_objective_k_or_estimator_and_takes_a_new_adam_epsilon(scratch):
@@ -161,7 +168,7 @@ def test_resume_refuses_another_objective_k_or_estimator_and_takes_a_new_adam_ep
 
 
 @pytest.mark.parametrize("flags, phrase", [
-    (("--k", "5"), "--k 5: the objective, k and estimator are the VAE's (the AE draws no samples); add --model vae"),
+    (("--k", "5"), "--k 5: the objective, k, estimator and stochastic layers are the VAE's (the AE draws no samples); add --model vae"),
     (("--model", "vae", "--estimator", "dreg"), "--estimator dreg is a gradient of the importance-weighted bound"),
     (("--model", "vae", "--objective", "iwae", "--beta", "2"), "leave --beta at 1 with --objective iwae"),
     (("--model", "vae", "--objective", "vae"), "unknown objective 'vae': choose one of elbo, iwae"),
@@ -259,3 +266,8 @@ def test_the_experiments_script_trains_a_row_stage_by_stage_in_its_own_folder(sc
     assert again.returncode == 0 and "Training" not in again.stdout
     refused = script(1, "--estimator", "dreg")
     assert refused.returncode != 0 and refused.stderr.startswith("error: --estimator dreg is a gradient")
+    two_layers = script(1, "--stochastic-layers", "2", "--batch-size", "150", "--data-root", scratch / "data")
+    assert two_layers.returncode == 0, two_layers.stderr
+    args = load(scratch / "runs" / "two-layers-elbo-k1-batch150-eps1e-08" / "stage0" / "mnist_vae.pt")["model_args"]
+    assert (args["stochastic_layers"], args["latent_dims"], args["top_latent_dims"], args["top_hidden_dims"],
+            args["hidden_dims"], args["activation"]) == (2, 100, 50, 100, 200, "tanh")
