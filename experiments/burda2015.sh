@@ -35,7 +35,7 @@ except UserError as error:
     sys.exit(f"error: {error}")
 dreg = "-dreg" if cfg.estimator == "dreg" else ""
 init = "" if cfg.init == config.init else f"-{cfg.init}"  # the defaults add nothing: older rows keep their folders
-beta1 = "" if cfg.adam_beta1 == config.adam_beta1 else f"-beta1{cfg.adam_beta1:g}"
+beta1 = "" if cfg.adam_beta1 == config.adam_beta1 else f"-beta1-{cfg.adam_beta1:g}"
 two = cfg.stochastic_layers == 2
 network = config.BURDA2015_TWO_LAYERS if two else config.BURDA2015
 print(f"{'two-layers-' if two else ''}{cfg.objective}-k{cfg.k}{dreg}-batch{cfg.batch_size}-eps{cfg.adam_eps:g}{init}{beta1}",
