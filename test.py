@@ -51,8 +51,7 @@ def report(metrics, epochs):
              ("speed", f"{m['test_images_per_second']:,.0f} test images/s (loss pass)")]
     objective = f"trained as {trained_as(m)}, " if m["model"] == "vae" else ""
     heading = (f"{m['model']} on {m['dataset']} ({m['likelihood']} likelihood, beta {m['beta']:g}, "
-               f"latent {latent_size(m) if m['model'] == 'vae' else m['latent_dims']}, {objective}"
-               f"{cli.count_of(epochs, 'epoch')})")
+               f"latent {latent_size(m)}, {objective}{cli.count_of(epochs, 'epoch')})")
     return "\n".join([heading] + [f"  {label:<24}{value}" for label, value in rows])
 
 
@@ -72,8 +71,7 @@ def main():
         metrics, codes = measure(model, name, dataset, model_cfg)
         print(report(metrics, len(checkpoint["history"])), flush=True)
         objective = f", {trained_as(metrics)}" if name == "vae" else ""
-        latent = latent_size(metrics) if name == "vae" else model.latent_dims
-        title = f"{name.upper()} on {model_cfg.dataset} (latent {latent}{objective})"
+        title = f"{name.upper()} on {model_cfg.dataset} (latent {latent_size(metrics)}{objective})"
         outputs = {what: plots.output_path(model_cfg, name, what) for what in (
             "metrics.json", "latent_space.png", "reconstructed_manifold.png", "reconstructions.png",
             "training_curves.png") + (("samples.png",) if name == "vae" else ())
