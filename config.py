@@ -82,7 +82,8 @@ _POSITIVE = ("epochs", "batch_size", "learning_rate", "adam_eps", "latent_dims",
              "iw_samples", "top_latent_dims", "top_hidden_dims")
 # Beyond these no run finishes (epochs) or torch's indices overflow; what fits in memory is checked by train.py.
 _AT_MOST = {"epochs": 10**6, "batch_size": 2**31 - 1, "latent_dims": 2**31 - 1, "hidden_dims": 2**31 - 1,
-            "hidden_layers": 1000, "k": 2**31 - 1, "top_latent_dims": 2**31 - 1, "top_hidden_dims": 2**31 - 1, "iw_samples": 2**31 - 1, "seed": 2**64 - 1}
+            "hidden_layers": 1000, "k": 2**31 - 1, "top_latent_dims": 2**31 - 1, "top_hidden_dims": 2**31 - 1,
+            "iw_samples": 2**31 - 1, "seed": 2**64 - 1}
 
 
 def help_texts():

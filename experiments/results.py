@@ -14,6 +14,8 @@ import os
 import sys
 from pathlib import Path
 
+import config
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "results" / "burda2015.csv"
 COLUMNS = ("source", "layers", "objective", "k", "estimator", "batch_size", "adam_eps", "init", "adam_beta1", "stage",
@@ -84,8 +86,8 @@ def stage_row(folder, machine, note=""):
         sys.exit(f"error: {metrics_file} has the bound with k = {metrics['iw_samples']}; the table's is k = "
                  f"{BOUND_SAMPLES}: rerun test.py on {folder} with --iw-samples {BOUND_SAMPLES}")
     checkpoint = torch.load(checkpoint_file, map_location="cpu", weights_only=True)
-    stored = {"init": "torch", "adam_beta1": 0.9, "stochastic_layers": 1, **checkpoint["config"],
-              **checkpoint["model_args"]}
+    # A key an older checkpoint lacks had today's default value when it was written.
+    stored = {**config.defaults(), **checkpoint["config"], **checkpoint["model_args"]}
     stage = int(folder.name.removeprefix("stage"))
     date = datetime.date.fromtimestamp(metrics_file.stat().st_mtime).isoformat()
     return {"source": THIS_REPO, "layers": stored["stochastic_layers"], **{key: stored[key] for key in ("objective", "k", "estimator",
