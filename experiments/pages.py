@@ -22,8 +22,12 @@ def _table(header, lines):
                      + [f"| {' | '.join(line)} |" for line in lines])
 
 
+def _matching(rows, **match):
+    return [row for row in rows if all(row[key] == value for key, value in match.items())]
+
+
 def _latest(rows, **match):
-    found = [row for row in rows if all(row[key] == value for key, value in match.items())]
+    found = _matching(rows, **match)
     return max(found, key=lambda row: row["date"]) if found else None
 
 
@@ -35,8 +39,7 @@ def table1(rows):
         row = {"layers": 1, "objective": objective, "k": k, "estimator": estimator}
         paper, nbip = _latest(rows, source=PAPER, **row), _latest(rows, source=NBIP, **row)
         stage4 = _latest(rows, source=THIS_REPO, stage=4, **row, **SETTING)
-        ours = [r for r in rows if r["source"] == THIS_REPO and all(r[key] == value for key, value in row.items())]
-        furthest = max(ours, key=lambda r: (r["stage"], r["date"]))
+        furthest = max(_matching(rows, source=THIS_REPO, **row), key=lambda r: (r["stage"], r["date"]))
         lines.append([row_name(row), f"{paper['nll']:.2f} ({paper['active_units']})" if paper else "–",
                       f"{nbip['nll']:.2f}" if nbip else "–",
                       f"**{_value(stage4['nll'], stage4['nll_se'])}** ({stage4['active_units']})",

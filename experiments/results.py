@@ -57,8 +57,10 @@ def row_name(row):
 
 
 def setting_name(row):
-    """What a row of this repo ran with beyond Table 1's row: "batch 20, ε 1.2755e-07, glorot-mean"."""
-    named = [f"batch {row['batch_size']}", f"ε {row['adam_eps']:g}"]
+    """What a row of this repo ran with beyond Table 1's row: "batch 20, ε 1.2755e-07, glorot-mean" (and its layers
+    where there are two)."""
+    named = ["two stochastic layers"] if row["layers"] == 2 else []
+    named += [f"batch {row['batch_size']}", f"ε {row['adam_eps']:g}"]
     named += [row["init"]] if row["init"] != SETTING["init"] else []
     named += [f"β1 {row['adam_beta1']:g}"] if row["adam_beta1"] != SETTING["adam_beta1"] else []
     return ", ".join(named)
