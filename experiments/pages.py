@@ -5,7 +5,7 @@ generated table sits between two markers on its page, and nothing inside them is
 """
 import re
 
-from experiments.results import NBIP, PAPER, ROOT, SETTING, TABLE1, THIS_REPO, read, row_name, setting_name
+from experiments.results import NBIP, PAPER, ROOT, SETTING, TABLE1, THIS_REPO, XQDING, read, row_name, setting_name
 
 FIGURE = ROOT / "plots" / "readme" / "burda2015_table1.png"
 PAGES = (ROOT / "README.md", ROOT / "docs" / "literature.md")
@@ -60,25 +60,54 @@ def _measured(rows, header_first, first):
 
 def settings_at_stage4(rows):
     """The VAE with k = 1 at stage 4 in every setting measured: batch size, Adam's ε and β1, initialisation."""
-    chosen = [row for row in rows if row["source"] == THIS_REPO and row["objective"] == "elbo" and row["k"] == 1
-              and row["stage"] == 4]
+    chosen = _matching(rows, source=THIS_REPO, layers=1, objective="elbo", k=1, stage=4)
     chosen.sort(key=lambda row: (-row["batch_size"], row["adam_eps"], row["init"], row["adam_beta1"], row["date"]))
     return _measured(chosen, "VAE, k = 1: setting", setting_name)
 
 
 def schedule(rows):
     """The VAE with k = 1 through the schedule's other stages, by setting."""
-    chosen = [row for row in rows if row["source"] == THIS_REPO and row["objective"] == "elbo" and row["k"] == 1
-              and row["stage"] != 4]
+    chosen = [row for row in _matching(rows, source=THIS_REPO, layers=1, objective="elbo", k=1) if row["stage"] != 4]
     chosen.sort(key=lambda row: (setting_name(row), row["stage"], row["date"]))
     return _measured(chosen, "VAE, k = 1: setting", setting_name)
 
 
 def other_rows(rows):
     """Table 1's rows beyond the VAE with k = 1, every stage measured."""
-    chosen = [row for row in rows if row["source"] == THIS_REPO and (row["objective"], row["k"]) != ("elbo", 1)]
+    return _by_row([row for row in _matching(rows, source=THIS_REPO, layers=1)
+                    if (row["objective"], row["k"]) != ("elbo", 1)])
+
+
+def _by_row(chosen):
+    """Measured rows in Table 1's order, each row's stages in order."""
     chosen.sort(key=lambda row: (TABLE1.index((row["objective"], row["k"], row["estimator"])), row["stage"]))
     return _measured(chosen, "row, setting", lambda row: f"{row_name(row)}, {setting_name(row)}")
+
+
+def two_layers(rows):
+    """Table 1's two-layer rows: the published figures beside this repo's at the furthest stage it reached in the
+    experiments script's setting, and this repo's one-layer row at that stage and setting."""
+    lines = []
+    for objective, k, estimator in TABLE1:
+        row = {"objective": objective, "k": k, "estimator": estimator}
+        paper, nbip, xqding = (_latest(rows, source=source, layers=2, **row) for source in (PAPER, NBIP, XQDING))
+        ours = _matching(rows, source=THIS_REPO, layers=2, **row, **SETTING)
+        two = max(ours, key=lambda r: (r["stage"], r["date"])) if ours else None
+        one = _latest(rows, source=THIS_REPO, layers=1, stage=two["stage"], **row, **SETTING) if two else None
+        lines.append([row_name(row), *(f"{found['nll']:.2f}" + (f" ({found['active_units']})" if found["active_units"]
+                                                                else "") if found else "–"
+                                       for found in (paper, nbip, xqding)),
+                      f"**{_value(two['nll'], two['nll_se'])}** ({two['active_units']}), stage {two['stage']}"
+                      if two else "not yet measured",
+                      f"{_value(one['nll'], one['nll_se'])} ({one['active_units']})" if one else "–"])
+    return _table(["row", "Burda et al., 3,280 epochs (active units)", "nbip/IWAE, 3,280 epochs",
+                   "xqding (PyTorch, batch 1000), 5,000 epochs", "this repo, two layers, batch 100 (active units)",
+                   "this repo, one layer, same stage and setting"], lines)
+
+
+def two_layer_stages(rows):
+    """This repo's two-layer rows, every stage measured."""
+    return _by_row(_matching(rows, source=THIS_REPO, layers=2))
 
 
 def published(rows):
@@ -90,7 +119,8 @@ def published(rows):
 
 
 TABLES = {"table1": table1, "settings-at-stage-4": settings_at_stage4, "schedule": schedule,
-          "other-rows": other_rows, "published": published}
+          "other-rows": other_rows, "two-layers": two_layers, "two-layer-stages": two_layer_stages,
+          "published": published}
 
 
 def render(page_text, rows):

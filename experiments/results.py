@@ -22,6 +22,7 @@ COLUMNS = ("source", "layers", "objective", "k", "estimator", "batch_size", "ada
            "epochs", "nll", "nll_se", "nll_k100", "neg_elbo", "neg_elbo_se", "active_units", "train_minutes", "machine",
            "date", "command", "note")
 THIS_REPO, PAPER, NBIP = "this repo", "Burda et al. 2015 (arXiv v4 Table 1)", "nbip/IWAE (README)"
+XQDING = "xqding/Importance_Weighted_Autoencoders (README)"
 # Table 1's rows, in the paper's order: (objective, k, estimator).
 TABLE1 = (("elbo", 1, "standard"), ("elbo", 5, "standard"), ("elbo", 50, "standard"), ("iwae", 5, "standard"),
           ("iwae", 50, "standard"), ("iwae", 50, "dreg"))
@@ -106,7 +107,7 @@ def add(run_folder, machine, note="", path=DATA):
     rows = read(path)
     stages = sorted(Path(run_folder).glob("stage*"), key=lambda folder: int(folder.name.removeprefix("stage") or -1))
     added = [row for row in (stage_row(folder, machine, note) for folder in stages) if row is not None]
-    same = ("objective", "k", "estimator", *SETTING, "stage", "nll", "neg_elbo", "machine", "date")
+    same = ("layers", "objective", "k", "estimator", *SETTING, "stage", "nll", "neg_elbo", "machine", "date")
     added = [row for row in added if not any(all(old[key] == row[key] for key in same) for old in rows)]
     write(rows + added, path)
     return added

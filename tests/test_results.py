@@ -60,3 +60,18 @@ def test_add_refuses_a_bound_with_another_k(tmp_path):
     stage_folder(tmp_path / "run", 4, 90.0, iw_samples=100)
     with pytest.raises(SystemExit, match="k = 100; the table's is k = 5000"):
         results.add(tmp_path / "run", "machine", path=data)
+
+
+def test_a_two_layer_row_is_in_the_two_layer_tables_only():
+    rows = results.read()
+    one_layer = next(row for row in rows if row["source"] == results.THIS_REPO and row["layers"] == 1
+                     and row["stage"] == 4 and row["objective"] == "iwae" and row["k"] == 50
+                     and row["estimator"] == "standard" and row["batch_size"] == 100)
+    two_layers = dict(one_layer, layers=2, nll=77.77, nll_se=0.21, active_units="30+9")
+    tables = {name: make(rows) for name, make in pages.TABLES.items()}
+    changed = {name: make(rows + [two_layers]) for name, make in pages.TABLES.items()}
+    assert {name for name in tables if tables[name] != changed[name]} == {"two-layers", "two-layer-stages"}
+    line = next(line for line in changed["two-layers"].splitlines() if line.startswith("| IWAE, k = 50 |"))
+    # beside it, the one-layer row of the same stage and setting
+    assert "**77.77 ± 0.21** (30+9), stage 4" in line and f"{one_layer['nll']:.2f} ± {one_layer['nll_se']:.2f}" in line
+    assert "two stochastic layers" in changed["two-layer-stages"]
