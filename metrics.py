@@ -9,8 +9,8 @@ from tqdm import tqdm
 
 import data
 from model import TwoLayerVAE
-from objectives import (PIXELS, binary_cross_entropy, decoder_variance, log_likelihood, reconstruction_nll, sampled_kl,
-                        squared_error, twice_kl_per_dimension)
+from objectives import (PIXELS, binary_cross_entropy, decoder_variance, gaussian_log_density_per_dimension,
+                        log_likelihood, reconstruction_nll, sampled_kl, squared_error, twice_kl_per_dimension)
 
 EVAL_BATCH_SIZE = 2000  # large: evaluation keeps no activations for a backward pass
 SAMPLES_PER_CHUNK = 2048  # decoded importance samples at once: few enough that their logits stay in cache
@@ -66,19 +66,18 @@ def importance_weighted_nll(model, images, samples, samples_per_chunk=SAMPLES_PE
             if isinstance(model, TwoLayerVAE):  # its own sampler: both layers, each term of log w sampled
                 log_weights = torch.cat([_normalised(model, *model.log_weights(x, min(samples_per_step, samples - start)))
                                          for start in range(0, samples, samples_per_step)], 1)  # (B, samples)
-                bounds.append(math.log(samples) - torch.logsumexp(log_weights, 1))
-                progress.update(len(x))
-                continue
-            mu, logvar = model.posterior(x)  # (B, latent) each
-            std, pixels = torch.exp(0.5 * logvar)[:, None], x.flatten(1)[:, None]  # (B, 1, latent), (B, 1, 784)
-            log_weights = []
-            for start in range(0, samples, samples_per_step):
-                shape = (min(samples_per_step, samples - start), len(x), model.latent_dims)
-                # Drawn sample-major: the numbers Normal(mu, std).sample((k,)) draws, so the estimate is as before.
-                noise = torch.randn(shape, device=x.device).transpose(0, 1)  # (B, k, latent)
-                z = mu[:, None] + std * noise
-                log_weights.append(log_likelihood(model, model.decode_logits(z), pixels) - sampled_kl(noise, z, logvar))
-            log_weights = torch.cat(log_weights, 1)  # (B, samples)
+            else:
+                mu, logvar = model.posterior(x)  # (B, latent) each
+                std, pixels = torch.exp(0.5 * logvar)[:, None], x.flatten(1)[:, None]  # (B, 1, latent), (B, 1, 784)
+                log_weights = []
+                for start in range(0, samples, samples_per_step):
+                    shape = (min(samples_per_step, samples - start), len(x), model.latent_dims)
+                    # Drawn sample-major: the numbers Normal(mu, std).sample((k,)) draws, so the estimate is as before.
+                    noise = torch.randn(shape, device=x.device).transpose(0, 1)  # (B, k, latent)
+                    z = mu[:, None] + std * noise
+                    log_weights.append(log_likelihood(model, model.decode_logits(z), pixels)
+                                       - sampled_kl(noise, z, logvar))
+                log_weights = torch.cat(log_weights, 1)  # (B, samples)
             bounds.append(math.log(samples) - torch.logsumexp(log_weights, 1))
             progress.update(len(x))
     return torch.cat(bounds)
@@ -104,9 +103,23 @@ def negative_elbo(model, images, batch_size=EVAL_BATCH_SIZE):
 
 @torch.inference_mode()
 def kl_per_dimension(model, images, batch_size=EVAL_BATCH_SIZE):
-    """The KL of each latent dimension averaged over the images, (latent,): near 0 for a collapsed unit."""
-    total = sum(twice_kl_per_dimension(*model.posterior(x)).sum(0) for x in data.batches(images, batch_size, False))
-    return 0.5 * total / len(images)
+    """The KL of each latent dimension averaged over the images, a tensor per stochastic layer: near 0 for a collapsed
+    unit. One layer: in closed form. Two, [z1's, z2's]: z2's is KL(q(z2|z1) || N(0, I)) in closed form at one
+    z1 ~ q(z1|x) an image; z1's prior reads a z2 drawn from that z1, so its term is sampled, log q(z1|x) -
+    log p(z1|z2) at that (z1, z2). Together they are the -ELBO's KL, up to sampling."""
+    if not isinstance(model, TwoLayerVAE):
+        return [0.5 * sum(twice_kl_per_dimension(*model.posterior(x)).sum(0)
+                          for x in data.batches(images, batch_size, False)) / len(images)]
+    lower = upper = 0
+    for x in data.batches(images, batch_size, shuffle=False):
+        mu1, logvar1 = model.posterior(x)  # (B, latent) each
+        z1 = mu1 + torch.exp(0.5 * logvar1) * torch.randn_like(mu1)
+        mu2, logvar2 = model.upper_posterior(z1)  # (B, top) each
+        z2 = mu2 + torch.exp(0.5 * logvar2) * torch.randn_like(mu2)
+        lower = lower + (gaussian_log_density_per_dimension(z1, mu1, logvar1)
+                         - gaussian_log_density_per_dimension(z1, *model.prior_of_z1(z2))).sum(0)
+        upper = upper + 0.5 * twice_kl_per_dimension(mu2, logvar2).sum(0)
+    return [lower / len(images), upper / len(images)]
 
 
 def mean_and_standard_error(values):
@@ -167,7 +180,7 @@ def measure(model, name, dataset, cfg):
         elbo, recon, kl = negative_elbo(model, dataset.test_images)
         elbo, elbo_se = mean_and_standard_error(elbo)
         nats_are, is_likelihood = what_the_nats_are(model, cfg.binarize)
-        two_layers = isinstance(model, TwoLayerVAE)  # active units of z1, then of z2; KL per dimension: z's alone
+        two_layers = isinstance(model, TwoLayerVAE)  # active units and KL per dimension: of z1, then of z2
         per_layer = [active_units(encode_all(model, dataset.test_images, lower=True))] if two_layers else []
         metrics.update({
             "objective": model.objective, "k": model.k, "estimator": model.estimator, "nats_are": nats_are, "is_likelihood": is_likelihood,
@@ -177,8 +190,7 @@ def measure(model, name, dataset, cfg):
             "active_units_per_layer": per_layer + [active_units(test_codes)],
             "active_units": sum(per_layer) + active_units(test_codes),
         })
-        if two_layers:
-            metrics["top_latent_dims"] = model.code_dims
-        else:
-            metrics["kl_per_dimension"] = kl_per_dimension(model, dataset.test_images).tolist()
+        kl = [layer.tolist() for layer in kl_per_dimension(model, dataset.test_images)]
+        metrics.update({"top_latent_dims": model.code_dims, "kl_per_dimension_per_layer": kl} if two_layers
+                       else {"kl_per_dimension": kl[0]})
     return metrics, test_codes

@@ -71,7 +71,12 @@ def sampled_kl(noise, z, logvar):
 
 def gaussian_log_density(z, mean, logvar):
     """log N(z; mean, diag(exp(logvar))) summed over the last dim, less its -1/2 log(2 pi) per dimension: (...,)."""
-    return -0.5 * ((z - mean).square() * torch.exp(-logvar) + logvar).sum(-1)
+    return gaussian_log_density_per_dimension(z, mean, logvar).sum(-1)
+
+
+def gaussian_log_density_per_dimension(z, mean, logvar):
+    """Each dimension's term of gaussian_log_density: (..., latent)."""
+    return -0.5 * ((z - mean).square() * torch.exp(-logvar) + logvar)
 
 
 def iwae_loss(recon, z, noise, std, logvar, dreg=False):

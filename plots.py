@@ -143,13 +143,18 @@ def plot_training_curves(history, is_vae, title, path):
     _save_figure(fig, path)
 
 
-def plot_kl_per_dimension(kl, active, title, path):
-    """The KL of each latent dimension, largest first: the units the model uses stand above the collapsed ones."""
-    fig = Figure(figsize=(7, 4))
-    ax = fig.subplots()
-    ax.bar(range(1, len(kl) + 1), sorted(kl, reverse=True), color="C0")
-    ax.set(xlabel="latent dimension, by KL", ylabel="KL, nats per image", yscale="log",
-           title=f"{title}: {active} of {len(kl)} units active")
+def plot_kl_per_dimension(kl_per_layer, active_per_layer, title, path):
+    """The KL of each latent dimension, largest first, a panel per stochastic layer: the units the model uses stand
+    above the collapsed ones."""
+    layers = len(kl_per_layer)
+    fig = Figure(figsize=(7 * layers, 4))
+    for layer, (ax, kl, active) in enumerate(zip(fig.subplots(1, layers, squeeze=False)[0], kl_per_layer,
+                                                 active_per_layer), 1):
+        ax.bar(range(1, len(kl) + 1), sorted(kl, reverse=True), color="C0")
+        ax.set(xlabel="latent dimension, by KL", ylabel="KL, nats per image", yscale="log",
+               title=f"{f'z{layer}' if layers > 1 else title}: {active} of {len(kl)} units active")
+    if layers > 1:
+        fig.suptitle(title)
     _save_figure(fig, path)
 
 

@@ -72,10 +72,12 @@ def main():
         print(report(metrics, len(checkpoint["history"])), flush=True)
         objective = f", {trained_as(metrics)}" if name == "vae" else ""
         title = f"{name.upper()} on {model_cfg.dataset} (latent {latent_size(metrics)}{objective})"
+        kl_per_layer = metrics.get("kl_per_dimension_per_layer",
+                                   [metrics["kl_per_dimension"]] if "kl_per_dimension" in metrics else [])  # AE: none
         outputs = {what: plots.output_path(model_cfg, name, what) for what in (
             "metrics.json", "latent_space.png", "reconstructed_manifold.png", "reconstructions.png",
             "training_curves.png") + (("samples.png",) if name == "vae" else ())
-            + (("kl_per_dimension.png",) if "kl_per_dimension" in metrics and model.latent_dims > 2 else ())}
+            + (("kl_per_dimension.png",) if kl_per_layer and model.latent_dims > 2 else ())}
         with atomic_paths(outputs.values()) as temporaries:  # the model's whole set, or none of it
             write = dict(zip(outputs, temporaries))
             write["metrics.json"].write_text(json.dumps(metrics, indent=2) + "\n")
@@ -89,7 +91,7 @@ def main():
             if name == "vae":
                 plots.plot_samples(model, write["samples.png"])
             if "kl_per_dimension.png" in write:
-                plots.plot_kl_per_dimension(metrics["kl_per_dimension"], metrics["active_units"], title,
+                plots.plot_kl_per_dimension(kl_per_layer, metrics["active_units_per_layer"], title,
                                             write["kl_per_dimension.png"])
         print(f"  wrote {', '.join(str(path) for path in outputs.values())}", flush=True)
 

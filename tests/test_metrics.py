@@ -172,7 +172,7 @@ def test_standard_error_and_kl_per_dimension():
     assert mean == 2.5 and error == pytest.approx(math.sqrt(5 / 3) / 2)
     model = tiny_vae()
     images = tiny_images(32)
-    per_dimension = kl_per_dimension(model, images)
+    [per_dimension] = kl_per_dimension(model, images)
     mu, logvar = model.posterior(data.to_float(images))
     assert per_dimension.shape == (2,)
     assert per_dimension.sum().item() == pytest.approx(gaussian_kl(mu, logvar).mean().item(), rel=1e-5)

@@ -46,6 +46,8 @@ def test_output_paths_name_the_dataset_the_model_and_the_figure():
 
 
 def test_kl_per_dimension_figure(tmp_path):
-    plots.plot_kl_per_dimension([0.5, 1e-4, 2.0, 3e-4], 2, "VAE", tmp_path / "kl.png")
+    plots.plot_kl_per_dimension([[0.5, 1e-4, 2.0, 3e-4]], [2], "VAE", tmp_path / "kl.png")
     width, height = png_size(tmp_path / "kl.png")
     assert (width, height) == (770, 440)  # 7 x 4 inches at 110 dpi
+    plots.plot_kl_per_dimension([[0.5, 1e-4, 2.0, 3e-4], [1.0, 1e-5]], [2, 1], "VAE", tmp_path / "kl2.png")
+    assert png_size(tmp_path / "kl2.png") == (1540, 440)  # a panel per stochastic layer

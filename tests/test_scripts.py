@@ -59,18 +59,29 @@ def test_test_and_visualize_write_valid_plots_metrics_and_gifs(workspace):
         assert png_size(plots / f"mnist_{name}_interpolations.png") == grid_size(STILL_STEPS, 10)  # 0->1 ... 9->0
 
 
-def test_test_names_the_objective_an_iwae_was_trained_with(scratch):
-    flags = ("--model", "vae", "--ckpt-dir", "iwae")
+def test_test_and_visualize_on_an_iwae_with_two_stochastic_layers(scratch):
+    flags = ("--model", "vae", "--ckpt-dir", "two")
     trained = run_script("train.py", *flags, "--epochs", "1", "--objective", "iwae", "--k", "4", "--estimator", "dreg",
-                         "--likelihood", "bernoulli", "--binarize", "dynamic", cwd=scratch)
+                         "--stochastic-layers", "2", "--latent-dims", "6", "--top-latent-dims", "3", "--hidden-dims",
+                         "16", "--top-hidden-dims", "8", "--likelihood", "bernoulli", "--binarize", "dynamic",
+                         cwd=scratch)
     assert trained.returncode == 0, trained.stderr
-    result = run_script("test.py", *flags, "--plot-dir", "iwae", "--iw-samples", "8", cwd=scratch)
+    flags += ("--plot-dir", "two")
+    result = run_script("test.py", *flags, "--iw-samples", "8", cwd=scratch)
     assert result.returncode == 0, result.stderr
-    assert "trained as IWAE, k = 4, DReG gradient, 1 epoch)" in result.stdout
-    metrics = json.loads((scratch / "iwae" / "mnist_vae_metrics.json").read_text())
-    assert (metrics["objective"], metrics["k"], metrics["estimator"]) == ("iwae", 4, "dreg")
+    assert "latent 6+3, trained as IWAE, k = 4, DReG gradient, two stochastic layers, 1 epoch)" in result.stdout
+    metrics = json.loads((scratch / "two" / "mnist_vae_metrics.json").read_text())
+    assert (metrics["objective"], metrics["k"], metrics["estimator"], metrics["stochastic_layers"]) == (
+        "iwae", 4, "dreg", 2)
     # Its test loss as trained is the k = 4 bound per pixel, which the k = 8 bound can only tighten (up to noise).
     assert metrics["iw_nll_nats"] <= metrics["test_loss"] * 784 + 1.0 <= metrics["negative_elbo_nats"] + 2.0
+    assert f"active units            {'+'.join(map(str, metrics['active_units_per_layer']))} of 6+3" in result.stdout
+    assert [len(layer) for layer in metrics["kl_per_dimension_per_layer"]] == [6, 3]
+    assert png_size(scratch / "two" / "mnist_vae_kl_per_dimension.png") == (1540, 440)  # a panel per layer
+    result = run_script("visualize.py", *flags, "--start", "1", "--end", "7", cwd=scratch)
+    assert result.returncode == 0, result.stderr
+    frames = iio.imread(scratch / "two" / "mnist_vae_interpolation_1_to_7.gif", index=None)  # through z2
+    assert not (frames[0] == frames[len(frames) // 2]).all()
 
 
 def test_seeded_runs_repeat_and_resume_continues_exactly(tmp_path):

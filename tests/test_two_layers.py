@@ -5,12 +5,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.distributions import Bernoulli, Normal
+from torch.distributions import Bernoulli, Normal, kl_divergence
 
 import checkpoints
 import config
 from loop import make_optimizer
-from metrics import importance_weighted_nll
+from metrics import importance_weighted_nll, kl_per_dimension
 from model import PIXELS, TwoLayerVAE, build
 
 BATCH = 5
@@ -183,3 +183,29 @@ def test_the_one_layer_vae_is_built_as_before():
     assert type(build("vae", cfg)).__name__ == "VariationalAutoEncoder"
     with pytest.raises(AttributeError):
         build("vae", cfg).upper_encoder
+
+
+def test_the_kl_per_dimension_of_each_layer_is_its_sampled_and_closed_form_kl():
+    model = two_layer_vae()
+    images = (binary_images(count=6, seed=3) * 255).to(torch.uint8)[:, 0]
+    torch.manual_seed(5)
+    lower, upper = kl_per_dimension(model, images, batch_size=4)  # two batches: 4 images, then 2
+    assert (lower.shape, upper.shape) == ((4,), (3,))
+
+    def gaussian(mean_layer, logvar_layer, hidden):
+        return Normal(mean_layer(hidden), logvar_layer(hidden).mul(0.5).exp())
+
+    torch.manual_seed(5)
+    expected_lower, expected_upper = [], []
+    with torch.no_grad():
+        for x in (images[:4], images[4:]):
+            x = x.float() / 255
+            q1 = gaussian(model.to_latent, model.to_logvar, model.encoder(x))
+            z1 = q1.loc + q1.scale * torch.randn(len(x), 4)
+            q2 = gaussian(model.to_top_latent, model.to_top_logvar, model.upper_encoder(z1))
+            z2 = q2.loc + q2.scale * torch.randn(len(x), 3)
+            p1 = gaussian(model.to_prior_mean, model.to_prior_logvar, model.upper_decoder(z2))
+            expected_lower.append(q1.log_prob(z1) - p1.log_prob(z1))  # (B, 4): sampled, per dimension
+            expected_upper.append(kl_divergence(q2, Normal(0.0, 1.0)))  # (B, 3): closed form given z1
+    assert torch.allclose(lower, torch.cat(expected_lower).mean(0), atol=1e-5)
+    assert torch.allclose(upper, torch.cat(expected_upper).mean(0), atol=1e-6)
