@@ -67,11 +67,20 @@ def test_a_two_layer_row_is_in_the_two_layer_tables_only():
     one_layer = next(row for row in rows if row["source"] == results.THIS_REPO and row["layers"] == 1
                      and row["stage"] == 4 and row["objective"] == "iwae" and row["k"] == 50
                      and row["estimator"] == "standard" and row["batch_size"] == 100)
-    two_layers = dict(one_layer, layers=2, nll=77.77, nll_se=0.21, active_units="30+9")
+    two_layers = dict(one_layer, layers=2, init="glorot-mean", nll=77.77, nll_se=0.21, active_units="30+9")
     tables = {name: make(rows) for name, make in pages.TABLES.items()}
     changed = {name: make(rows + [two_layers]) for name, make in pages.TABLES.items()}
     assert {name for name in tables if tables[name] != changed[name]} == {"two-layers", "two-layer-stages"}
-    line = next(line for line in changed["two-layers"].splitlines() if line.startswith("| IWAE, k = 50 |"))
+    assert "two stochastic layers, batch 100, ε 1e-08, glorot-mean" in changed["two-layer-stages"]
+
+    def iwae_k50(table):
+        return next(line for line in table.splitlines() if line.startswith("| IWAE, k = 50 |"))
+
+    assert "**77.77 ± 0.21** (30+9), stage 4 | – |" in iwae_k50(changed["two-layers"])
     # beside it, the one-layer row of the same stage and setting
-    assert "**77.77 ± 0.21** (30+9), stage 4" in line and f"{one_layer['nll']:.2f} ± {one_layer['nll_se']:.2f}" in line
-    assert "two stochastic layers" in changed["two-layer-stages"]
+    one_layer = dict(one_layer, init="glorot-mean", nll=88.88, nll_se=0.22, active_units="31")
+    assert iwae_k50(pages.two_layers(rows + [two_layers, one_layer])).endswith("| 88.88 ± 0.22 (31) |")
+    # another initialisation is listed among the stages, not in the table
+    torch_init = dict(two_layers, init="torch", nll=99.99)
+    assert pages.two_layers(rows + [torch_init]) == tables["two-layers"]
+    assert "99.99" in pages.two_layer_stages(rows + [torch_init])
