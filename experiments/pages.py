@@ -31,6 +31,19 @@ def _latest(rows, **match):
     return max(found, key=lambda row: row["date"]) if found else None
 
 
+def _furthest(rows, **match):
+    """The matching row of the furthest stage (the latest of it), or None."""
+    found = _matching(rows, **match)
+    return max(found, key=lambda row: (row["stage"], row["date"])) if found else None
+
+
+def _published(row):
+    """A published figure, with its active units where the source gives them: "86.76 (19)"; "–" for no row."""
+    if not row:
+        return "–"
+    return f"{row['nll']:.2f}" + (f" ({row['active_units']})" if row["active_units"] else "")
+
+
 def table1(rows):
     """README: each of Table 1's one-layer rows, the paper's and nbip/IWAE's figure beside this repo's at stage 4 in
     the experiments script's setting and at the furthest stage it reached in any setting."""
@@ -39,9 +52,8 @@ def table1(rows):
         row = {"layers": 1, "objective": objective, "k": k, "estimator": estimator}
         paper, nbip = _latest(rows, source=PAPER, **row), _latest(rows, source=NBIP, **row)
         stage4 = _latest(rows, source=THIS_REPO, stage=4, **row, **SETTING)
-        furthest = max(_matching(rows, source=THIS_REPO, **row), key=lambda r: (r["stage"], r["date"]))
-        lines.append([row_name(row), f"{paper['nll']:.2f} ({paper['active_units']})" if paper else "–",
-                      f"{nbip['nll']:.2f}" if nbip else "–",
+        furthest = _furthest(rows, source=THIS_REPO, **row)
+        lines.append([row_name(row), _published(paper), _published(nbip),
                       f"**{_value(stage4['nll'], stage4['nll_se'])}** ({stage4['active_units']})",
                       f"{_value(furthest['nll'], furthest['nll_se'])}: stage {furthest['stage']}, "
                       f"{setting_name(furthest)}"])
@@ -96,12 +108,9 @@ def two_layers(rows):
     for objective, k, estimator in TABLE1:
         row = {"objective": objective, "k": k, "estimator": estimator}
         paper, nbip, xqding = (_latest(rows, source=source, layers=2, **row) for source in (PAPER, NBIP, XQDING))
-        ours = _matching(rows, source=THIS_REPO, layers=2, **row, **TWO_LAYER_SETTING)
-        two = max(ours, key=lambda r: (r["stage"], r["date"])) if ours else None
+        two = _furthest(rows, source=THIS_REPO, layers=2, **row, **TWO_LAYER_SETTING)
         one = _latest(rows, source=THIS_REPO, layers=1, stage=two["stage"], **row, **TWO_LAYER_SETTING) if two else None
-        lines.append([row_name(row), *(f"{found['nll']:.2f}" + (f" ({found['active_units']})" if found["active_units"]
-                                                                else "") if found else "–"
-                                       for found in (paper, nbip, xqding)),
+        lines.append([row_name(row), *map(_published, (paper, nbip, xqding)),
                       f"**{_value(two['nll'], two['nll_se'])}** ({two['active_units']}), stage {two['stage']}"
                       if two else "not yet measured",
                       f"{_value(one['nll'], one['nll_se'])} ({one['active_units']})" if one else "–"])
