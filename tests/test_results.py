@@ -76,10 +76,12 @@ def test_a_two_layer_row_is_in_the_two_layer_tables_only():
     def iwae_k50(table):
         return next(line for line in table.splitlines() if line.startswith("| IWAE, k = 50 |"))
 
-    assert "**77.77 ± 0.21** (30+9), stage 4 | – |" in iwae_k50(changed["two-layers"])
-    # beside it, the one-layer row of the same stage and setting
-    one_layer = dict(one_layer, init="glorot-mean", nll=88.88, nll_se=0.22, active_units="31")
+    assert "**77.77 ± 0.21** (30+9), stage 4 |" in iwae_k50(changed["two-layers"])
+    # beside it, the latest one-layer row of the same stage and setting, or "–" where there is none
+    one_layer = dict(one_layer, init="glorot-mean", nll=88.88, nll_se=0.22, active_units="31", date="9999-12-31")
     assert iwae_k50(pages.two_layers(rows + [two_layers, one_layer])).endswith("| 88.88 ± 0.22 (31) |")
+    without = [row for row in rows if (row["layers"], row["init"], row["stage"]) != (1, "glorot-mean", 4)]
+    assert iwae_k50(pages.two_layers(without + [two_layers])).endswith("stage 4 | – |")
     # another initialisation is listed among the stages, not in the table
     torch_init = dict(two_layers, init="torch", nll=99.99)
     assert pages.two_layers(rows + [torch_init]) == tables["two-layers"]
