@@ -110,15 +110,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def parse(keys, argv=None, description=None, script_defaults=None):
+def parse(keys, argv=None, description=None, script_defaults=None, prog=None, parents=()):
     """Parse --key value overrides of the given config keys.
 
     Returns (cfg, overrides): cfg holds every default with the overrides applied;
     overrides holds only what the user typed, so a script can lay it over a checkpoint's config.
     script_defaults: values a script uses in place of this module's defaults, shown as such in its --help.
+    prog, parents: the command's name, and parsers (add_help=False) of its arguments beyond the config's, whose
+    values land in overrides too.
     """
     values, help_text = {**defaults(), **(script_defaults or {})}, help_texts()
-    parser = _Parser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+                     parents=list(parents))
     for key in keys:
         default = values[key]
         flag = "--" + key.replace("_", "-")

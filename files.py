@@ -110,8 +110,9 @@ class LockHeld(Exception):
 
 
 @contextlib.contextmanager
-def exclusive_lock(path):
-    """Hold an advisory lock on the file `path` (created if need be) for the block, or raise LockHeld at once.
+def exclusive_lock(path, wait=False):
+    """Hold an advisory lock on the file `path` (created if need be) for the block, or raise LockHeld at once (with
+    `wait`, block until its holder lets go).
 
     The operating system releases the lock when its holder exits or is killed, so a lock is never left stale; the
     file stays, holding the last holder's process id. An empty file locks as well as a full one: on a disk too full
@@ -121,7 +122,7 @@ def exclusive_lock(path):
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(descriptor, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise LockHeld(os.pread(descriptor, 32, 0).decode(errors="replace").strip()) from None
         os.ftruncate(descriptor, 0)

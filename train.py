@@ -33,7 +33,8 @@ LARGEST_SPLIT = 60_000  # no batch holds more images than this
 def check_fits(name, cfg, device):
     """Refuse a model too large for this machine's memory now, rather than with an allocator's traceback later."""
     parameters = parameter_count(name, model_args(cfg))
-    rows = min(cfg.batch_size, LARGEST_SPLIT) * (cfg.k if name == "vae" else 1)  # the VAE decodes k codes an image
+    samples = cfg.k if name == "vae" else 1  # the VAE decodes k codes an image
+    rows = min(cfg.batch_size, LARGEST_SPLIT) * samples
     # Activations: a few float32 copies of each layer's output per image, forward and backward.
     needed = BYTES_PER_PARAMETER * parameters + 4 * 8 * rows * (PIXELS + cfg.hidden_dims * cfg.hidden_layers + cfg.latent_dims)
     if device.type == "cuda":
@@ -42,8 +43,9 @@ def check_fits(name, cfg, device):
         available, where = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine's memory"
     if needed > available:
         raise UserError(f"the {name.upper()} is too large: about {needed / 2**30:,.1f} GiB for {parameters:,} parameters "
-                        f"and batches of {rows}, more than {where} ({available / 2**30:,.1f} GiB); "
-                        "use smaller --hidden-dims, --latent-dims or --batch-size")
+                        f"and batches of {rows}{f' ({samples} samples of each image)' if samples > 1 else ''}, more "
+                        f"than {where} ({available / 2**30:,.1f} GiB); use smaller "
+                        f"{'--k, ' if samples > 1 else ''}--batch-size, --hidden-dims or --latent-dims")
 
 
 def plan(name, cfg, overrides, device):

@@ -5,6 +5,7 @@ generated table sits between two markers on its page, and nothing inside them is
 """
 import re
 
+from files import atomic_paths
 from experiments.results import NBIP, PAPER, ROOT, SETTING, TABLE1, THIS_REPO, XQDING, read, row_name, setting_name
 
 FIGURE = ROOT / "plots" / "readme" / "burda2015_table1.png"
@@ -183,9 +184,10 @@ def figure(rows, path=FIGURE):
 
 def main():
     rows = read()
-    for page in PAGES:
-        page.write_text(render(page.read_text(), rows))
-    figure(rows)
+    with atomic_paths([*PAGES, FIGURE]) as temporaries:  # the pages and the figure all new, or all as they were
+        for page, temporary in zip(PAGES, temporaries):
+            temporary.write_text(render(page.read_text(), rows))
+        figure(rows, temporaries[-1])
     print(f"wrote the tables of {', '.join(str(page.relative_to(ROOT)) for page in PAGES)} and {FIGURE.relative_to(ROOT)}")
 
 

@@ -1,43 +1,58 @@
 """Burda et al.'s (2015) Table 1 as data: every measured row lives in results/burda2015.csv, the published ones
 beside this repo's; experiments/pages.py writes the pages' tables and the Table 1 figure from it.
 
-    python -m experiments.results runs/burda2015/<row>     # add each evaluated stage of a run to the data
+    python -m experiments.burda2015 ...                    # trains, evaluates and records rows (its --help)
+    python -m experiments.results runs/burda2015/<row>     # record the evaluated stages of a run folder by hand
 
-It reads each stage<i>/ of a run folder (experiments/burda2015.sh), its checkpoint and the metrics JSON that
-`python test.py --model vae --ckpt-dir <stage> --plot-dir <stage> --iw-samples 5000` wrote there.
+A run folder holds stage<i>/ folders, each with the stage's checkpoint and the metrics JSON that
+`python test.py --model vae --ckpt-dir <stage> --plot-dir <stage> --iw-samples 5000` wrote there. Every change of
+the data is whole or not at all and made under a lock, so jobs that record at the same time all land.
 """
 import argparse
 import csv
 import datetime
 import json
 import os
-import sys
+import re
 from pathlib import Path
+from types import SimpleNamespace
 
+import cli
 import config
+from cli import UserError
+from files import atomic_path, exclusive_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "results" / "burda2015.csv"
-COLUMNS = ("source", "layers", "objective", "k", "estimator", "batch_size", "adam_eps", "init", "adam_beta1", "stage",
-           "epochs", "nll", "nll_se", "nll_k100", "neg_elbo", "neg_elbo_se", "active_units", "train_minutes", "machine",
-           "date", "command", "note")
+COLUMNS = ("source", "layers", "objective", "k", "estimator", "batch_size", "adam_eps", "init", "adam_beta1", "seed",
+           "stage", "epochs", "nll", "nll_se", "nll_k100", "neg_elbo", "neg_elbo_se", "active_units", "train_minutes",
+           "machine", "date", "command", "note")
 THIS_REPO, PAPER, NBIP = "this repo", "Burda et al. 2015 (arXiv v4 Table 1)", "nbip/IWAE (README)"
 XQDING = "xqding/Importance_Weighted_Autoencoders (README)"
 # Table 1's rows, in the paper's order: (objective, k, estimator).
 TABLE1 = (("elbo", 1, "standard"), ("elbo", 5, "standard"), ("elbo", 50, "standard"), ("iwae", 5, "standard"),
           ("iwae", 50, "standard"), ("iwae", 50, "dreg"))
-# The row's setting beyond Table 1's row, with experiments/burda2015.sh's defaults: what its flags change.
+# The row's setting beyond Table 1's row, with the experiments command's defaults: what its flags change.
 SETTING = {"batch_size": 100, "adam_eps": 1e-8, "init": "torch", "adam_beta1": 0.9}
 BOUND_SAMPLES = 5000  # the literature's k for -log p(x)
+# What makes a measured row the same as another: a stage recorded under the same key is not recorded again.
+KEY = ("source", "layers", "objective", "k", "estimator", *SETTING, "seed", "stage")
 
 
 def read(path=DATA):
-    with open(path, newline="") as stream:
-        return [_typed(row) for row in csv.DictReader(stream)]
+    """The rows of the data file, typed; a file that cannot be read is one line naming it."""
+    try:
+        with open(path, newline="") as stream:
+            reader = csv.DictReader(stream)
+            if tuple(reader.fieldnames or ()) != COLUMNS:
+                raise ValueError(f"its columns are not {', '.join(COLUMNS)}")
+            return [_typed(row) for row in reader]
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot read the results data {path}: {error}") from None
 
 
 def _typed(row):
-    for key in ("layers", "k", "batch_size", "stage", "epochs"):
+    for key in ("layers", "k", "batch_size", "seed", "stage", "epochs"):
         row[key] = int(row[key]) if row[key] else None
     for key in ("adam_eps", "adam_beta1", "nll", "nll_se", "nll_k100", "neg_elbo", "neg_elbo_se", "train_minutes"):
         row[key] = float(row[key]) if row[key] else None
@@ -45,10 +60,47 @@ def _typed(row):
 
 
 def write(rows, path=DATA):
-    with open(path, "w", newline="") as stream:
+    """Replace the data file with `rows`, whole or not at all."""
+    with atomic_path(path) as temporary, open(temporary, "w", newline="") as stream:
         writer = csv.DictWriter(stream, COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows({key: "" if row[key] is None else row[key] for key in COLUMNS} for row in rows)
+
+
+def record(new_rows, path=DATA):
+    """Add each of `new_rows` whose KEY the data does not hold yet; returns the rows added.
+
+    The read and the write happen under one lock (a file beside the data; on a shared file system, the lock its
+    clients share), so jobs recording at the same time wait for each other and none loses another's row.
+    """
+    path = Path(path)
+    with exclusive_lock(path.with_name(f".{path.name}.lock"), wait=True):
+        rows = read(path)
+        held = {key_of(row) for row in rows}
+        added = []
+        for row in new_rows:
+            if key_of(row) not in held:
+                held.add(key_of(row))
+                added.append(row)
+        if added:
+            write(rows + added, path)
+    return added
+
+
+def key_of(row):
+    return tuple(row[key] for key in KEY)
+
+
+def row_id(layers, objective, k, estimator):
+    """A row's name on the command line and in its run folder's: "vae-k1", "two-layers-iwae-k50-dreg"."""
+    return f"{'two-layers-' if layers == 2 else ''}{'iwae' if objective == 'iwae' else 'vae'}-k{k}" \
+           f"{'-dreg' if estimator == 'dreg' else ''}"
+
+
+# Every row of Table 1 by name, and the named sets of rows.
+ROWS = {row_id(layers, *row): (layers, *row) for layers in (1, 2) for row in TABLE1}
+ROW_SETS = {"one-layer": [name for name, row in ROWS.items() if row[0] == 1],
+            "two-layers": [name for name, row in ROWS.items() if row[0] == 2], "all": list(ROWS)}
 
 
 def row_name(row):
@@ -67,75 +119,114 @@ def setting_name(row):
     return ", ".join(named)
 
 
-def command(config_values, stage):
-    """The experiments script's command that trains a row through `stage`."""
-    flags = [f"--{key.replace('_', '-')} {config_values[key]:g}" if isinstance(config_values[key], float)
-             else f"--{key.replace('_', '-')} {config_values[key]}"
-             for key, default in {"objective": "elbo", "k": 1, "estimator": "standard", **SETTING,
-                                  "stochastic_layers": 1}.items()
-             if config_values[key] != default]
-    return " ".join(["bash experiments/burda2015.sh", str(stage + 1), *flags])
+def setting_flags(values):
+    """The experiments command's flags for a setting that differs from its defaults: ["--batch-size", "20", ...]."""
+    return [text for key, default in SETTING.items() if values[key] != default
+            for text in (f"--{key.replace('_', '-')}", f"{values[key]:g}" if isinstance(values[key], float)
+                         else str(values[key]))]
 
 
-def stage_row(folder, machine, note=""):
+def command(row):
+    """The one command that trains, evaluates and records exactly this row: its row, seed, setting, and stages up to
+    its own."""
+    name = row_id(row["layers"], row["objective"], row["k"], row["estimator"])
+    return " ".join(["python -m experiments.burda2015", name, "--stages", str(row["stage"] + 1), "--seeds",
+                     str(row["seed"]), *setting_flags(row)])
+
+
+def stage_row(folder, machine, note="", bound_samples=BOUND_SAMPLES):
     """The data row of one evaluated stage folder, or None where test.py has not written its metrics there."""
     import torch  # here: the pages need no torch
 
-    metrics_file, checkpoint_file = folder / "mnist_vae_metrics.json", folder / "mnist_vae.pt"
-    if not metrics_file.is_file() or not checkpoint_file.is_file():
+    import checkpoints
+
+    folder = Path(folder)
+    metrics_file = folder / "mnist_vae_metrics.json"
+    if not metrics_file.is_file() or not (folder / "mnist_vae.pt").is_file():
         return None
-    metrics = json.loads(metrics_file.read_text())
-    if metrics["iw_samples"] != BOUND_SAMPLES:
-        sys.exit(f"error: {metrics_file} has the bound with k = {metrics['iw_samples']}; the table's is k = "
-                 f"{BOUND_SAMPLES}: rerun test.py on {folder} with --iw-samples {BOUND_SAMPLES}")
-    checkpoint = torch.load(checkpoint_file, map_location="cpu", weights_only=True)
-    # A key an older checkpoint lacks had today's default value when it was written.
-    stored = {**config.defaults(), **checkpoint["config"], **checkpoint["model_args"]}
-    stage = int(folder.name.removeprefix("stage"))
-    date = datetime.date.fromtimestamp(metrics_file.stat().st_mtime).isoformat()
-    return {"source": THIS_REPO, "layers": stored["stochastic_layers"], **{key: stored[key] for key in ("objective", "k", "estimator",
-            *SETTING)}, "stage": stage, "epochs": len(checkpoint["history"]),
-            "nll": round(metrics["iw_nll_nats"], 2), "nll_se": round(metrics["iw_nll_se"], 2), "nll_k100": None,
-            "neg_elbo": round(metrics["negative_elbo_nats"], 2), "neg_elbo_se": round(metrics["negative_elbo_se"], 2),
-            "active_units": "+".join(map(str, metrics.get("active_units_per_layer", [metrics["active_units"]]))),
-            "train_minutes": round(sum(entry["seconds"] for entry in checkpoint["history"]) / 60, 1),
-            "machine": machine, "date": date, "command": command(stored, stage), "note": note}
+    metrics = read_metrics(metrics_file)
+    if metrics["iw_samples"] != bound_samples:
+        raise UserError(f"{metrics_file} has the bound with k = {metrics['iw_samples']}; the table's is k = "
+                        f"{bound_samples}: rerun test.py on {folder} with --iw-samples {bound_samples}")
+    _, checkpoint, stored = checkpoints.load(SimpleNamespace(ckpt_dir=folder, dataset="mnist"), "vae", {},
+                                             torch.device("cpu"), needs=("history",))
+    row = {"source": THIS_REPO, "layers": stored.stochastic_layers, "objective": stored.objective, "k": stored.k,
+           "estimator": stored.estimator, **{key: getattr(stored, key) for key in SETTING}, "seed": stored.seed,
+           "stage": stage_of(folder), "epochs": len(checkpoint["history"]),
+           "nll": round(metrics["iw_nll_nats"], 2), "nll_se": round(metrics["iw_nll_se"], 2), "nll_k100": None,
+           "neg_elbo": round(metrics["negative_elbo_nats"], 2), "neg_elbo_se": round(metrics["negative_elbo_se"], 2),
+           "active_units": "+".join(map(str, metrics.get("active_units_per_layer", [metrics["active_units"]]))),
+           "train_minutes": round(sum(entry["seconds"] for entry in checkpoint["history"]) / 60, 1),
+           "machine": machine, "date": datetime.date.fromtimestamp(metrics_file.stat().st_mtime).isoformat(),
+           "note": note}
+    return {**row, "command": command(row)}
 
 
-def add(run_folder, machine, note="", path=DATA):
-    """Add each evaluated stage of a run folder to the data at `path`, once; returns the rows added."""
-    rows = read(path)
-    stages = sorted(Path(run_folder).glob("stage*"), key=lambda folder: int(folder.name.removeprefix("stage") or -1))
-    added = [row for row in (stage_row(folder, machine, note) for folder in stages) if row is not None]
-    same = ("layers", "objective", "k", "estimator", *SETTING, "stage", "nll", "neg_elbo", "machine", "date")
-    added = [row for row in added if not any(all(old[key] == row[key] for key in same) for old in rows)]
-    write(rows + added, path)
-    return added
+METRICS_NEEDED = ("iw_samples", "iw_nll_nats", "iw_nll_se", "negative_elbo_nats", "negative_elbo_se", "active_units")
+
+
+def read_metrics(file):
+    """test.py's metrics of a stage, or one line naming the file that is damaged."""
+    try:
+        metrics = json.loads(Path(file).read_text())
+        missing = [key for key in METRICS_NEEDED if key not in metrics]
+        if missing:
+            raise ValueError(f"it lacks {', '.join(missing)}")
+    except (OSError, ValueError, TypeError) as error:
+        raise UserError(f"{file} is damaged ({error}); delete it and rerun to evaluate that stage again") from None
+    return metrics
+
+
+def stage_of(folder):
+    """The stage a stage<i> folder holds, or None for any other folder."""
+    match = re.fullmatch(r"stage(\d+)", Path(folder).name)
+    return int(match[1]) if match else None
+
+
+def stage_folders(run_folder):
+    """A run folder's stage<i>/ folders, in stage order."""
+    found = [folder for folder in Path(run_folder).iterdir() if folder.is_dir() and stage_of(folder) is not None]
+    return sorted(found, key=stage_of)
+
+
+def this_machine():
+    """The machine a row ran on, in the data's words: "2-core Intel Xeon VM", or the GPU's name."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    processor, virtual = "CPU", False
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        found = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+        if found:  # "Intel(R) Xeon(R) Platinum 8480+" -> "Intel Xeon"
+            processor = " ".join(re.sub(r"\((R|TM)\)|CPU|Processor|@.*", " ", found[1]).split()[:2]) or processor
+        virtual = re.search(r"^flags\s*:.*\bhypervisor\b", text, re.M) is not None
+    except OSError:
+        pass
+    return f"{len(os.sched_getaffinity(0))}-core {processor}{' VM' if virtual else ''}"
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_folder", type=Path)
-    parser.add_argument("--machine", default=f"{os.cpu_count()}-core {_processor()}", help="the machine it ran on")
-    parser.add_argument("--note", default="", help="how it ran, e.g. 'one thread beside another run'")
+    parser.add_argument("--machine", default=this_machine(), help="the machine it ran on (default: %(default)s)")
+    parser.add_argument("--note", default="", help="anything else that distinguishes the row")
     args = parser.parse_args(argv)
-    if not args.run_folder.is_dir():
-        sys.exit(f"error: no run folder at {args.run_folder}")
-    for row in add(args.run_folder, args.machine, args.note):
-        print(f"added {row_name(row)}, {setting_name(row)}, stage {row['stage']}: {row['nll']:.2f} nats")
-
-
-def _processor():
-    """The processor's model name, from /proc/cpuinfo where there is one."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "CPU"
-
-
+    if not args.run_folder.is_dir() or not stage_folders(args.run_folder):
+        raise UserError(f"{args.run_folder} is not a run folder: it holds no stage<i>/ folders")
+    rows = [row for row in (stage_row(folder, args.machine, args.note) for folder in stage_folders(args.run_folder))
+            if row is not None]
+    read(DATA)  # a damaged data file is refused before anything is added
+    added = record(rows)
+    for row in added:
+        print(f"added {row_name(row)}, {setting_name(row)}, seed {row['seed']}, stage {row['stage']}: "
+              f"{row['nll']:.2f} nats")
+    print(f"{len(added)} of {len(rows)} evaluated stages added to {DATA}; the rest were there already")
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

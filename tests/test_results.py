@@ -47,7 +47,7 @@ def test_add_takes_each_evaluated_stage_of_a_run_once(tmp_path):
     assert [(row["stage"], row["epochs"], row["nll"], row["nll_se"], row["neg_elbo"]) for row in added] == [
         (0, 1, 150.12, 0.25, 155.13), (1, 4, 110.46, 0.25, 115.46)]
     row = results.read(data)[1]
-    assert row["command"] == ("bash experiments/burda2015.sh 2 --objective iwae --k 5 --batch-size 20 "
+    assert row["command"] == ("python -m experiments.burda2015 iwae-k5 --stages 2 --seeds 1337 --batch-size 20 "
                               "--adam-eps 1.2755e-07 --init glorot-mean")
     assert row["train_minutes"] == 2.0 and row["active_units"] == "21" and row["machine"] == "2-core test machine"
     assert results.add(run, "2-core test machine", path=data) == []  # already there
