@@ -1,0 +1,263 @@
+"""The table's one command, end to end on tiny generated data: rows trained, evaluated and recorded, locally and
+through a real Slurm; stopped and rerun without a row lost or doubled; bad input refused before any work."""
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import ROOT, write_idx
+from experiments import burda2015, results
+
+# Two stages of one epoch each, a tiny network and a small bound: seconds, not hours.
+TINY = {"network": {"hidden_dims": 16, "latent_dims": 4}, "bound_samples": 10, "epochs_per_stage": 1}
+ROWS = ("vae-k1", "iwae-k5")
+# What a row's figures are: everything but when, where and how long.
+FIGURES = ("layers", "objective", "k", "estimator", "batch_size", "adam_eps", "init", "adam_beta1", "seed", "stage",
+           "epochs", "nll", "nll_se", "neg_elbo", "neg_elbo_se", "active_units", "command", "note")
+
+
+def arguments(folder, args, stages):
+    return [*map(str, args), *(["--stages", str(stages)] if stages else []), "--batch-size", "150", "--data-root",
+            str(folder / "data"), "--runs", str(folder / "runs"), "--results", str(folder / "data.csv")]
+
+
+def command(folder, *args, stages=2, **popen):
+    """The table's command as a process, on the tiny data in `folder`, its rows in folder/data.csv."""
+    argv = [sys.executable, "-m", "experiments.burda2015", *arguments(folder, args, stages)]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", burda2015.TEST_OVERRIDE: json.dumps(TINY)}
+    if popen:
+        return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                **popen)
+    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def refused(folder, *args, stages=2):
+    """The command run in this process, where it must stop before any work: its one line on stderr."""
+    import cli
+
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(SystemExit) as stopped:
+        patch.setattr(sys, "argv", ["burda2015.py", *arguments(folder, args, stages)])
+        patch.setenv(burda2015.TEST_OVERRIDE, json.dumps(TINY))
+        patch.setattr(burda2015, "run_local", None)  # any work at all would fail loudly
+        cli.run(burda2015.main)
+    assert stopped.value.code not in (0, None)
+    return stopped.value.code
+
+
+def table_folder(folder):
+    write_idx(folder / "data" / "MNIST" / "raw")
+    (folder / "data.csv").write_text(",".join(results.COLUMNS) + "\n")
+    return folder
+
+
+def figures(path):
+    return sorted(tuple(row[key] for key in FIGURES) for row in results.read(path))
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    """The command run once, uninterrupted, on two rows: (folder, its CompletedProcess)."""
+    folder = table_folder(tmp_path_factory.mktemp("table"))
+    return folder, command(folder, *ROWS)
+
+
+def test_the_command_trains_evaluates_and_records_every_stage_of_each_row(table):
+    folder, result = table
+    assert result.returncode == 0, result.stderr
+    rows = results.read(folder / "data.csv")
+    assert sorted((row["objective"], row["k"], row["stage"], row["epochs"]) for row in rows) == [
+        ("elbo", 1, 0, 1), ("elbo", 1, 1, 2), ("iwae", 5, 0, 1), ("iwae", 5, 1, 2)]
+    for row in rows:
+        assert row["seed"] == 1337 and row["batch_size"] == 150 and row["source"] == results.THIS_REPO
+        assert row["command"] == (f"python -m experiments.burda2015 {'vae-k1' if row['k'] == 1 else 'iwae-k5'} "
+                                  f"--stages {row['stage'] + 1} --seeds 1337 --batch-size 150")
+        assert "test-sized" in row["note"] and row["machine"] == results.this_machine()
+        metrics = json.loads((folder / "runs" / f"{'vae-k1' if row['k'] == 1 else 'iwae-k5'}-batch150-eps1e-08" /
+                              f"stage{row['stage']}" / "mnist_vae_metrics.json").read_text())
+        assert metrics["iw_samples"] == 10 and row["nll"] == round(metrics["iw_nll_nats"], 2)
+    for name in ROWS:  # each job's log is named in the output and holds its scripts' output
+        log = folder / "runs" / f"{name}-batch150-eps1e-08" / "job.log"
+        assert str(log) in result.stdout and "Saved" in log.read_text() and "-log p(x) <=" in log.read_text()
+
+
+def test_a_stage_is_trained_on_the_last_one_at_the_schedule_s_learning_rate(table):
+    folder, _ = table
+    stages = [torch.load(folder / "runs" / "iwae-k5-batch150-eps1e-08" / f"stage{stage}" / "mnist_vae.pt",
+                         weights_only=True) for stage in (0, 1)]
+    assert [len(checkpoint["history"]) for checkpoint in stages] == [1, 2]
+    assert stages[1]["history"][0] == stages[0]["history"][0]  # stage 1 continued stage 0's run
+    assert stages[1]["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-3 * 10 ** (-1 / 7))
+    assert stages[1]["model_args"]["k"] == 5 and stages[1]["model_args"]["hidden_dims"] == 16
+
+
+def test_rerunning_the_command_costs_nothing_and_records_nothing_twice(table):
+    folder, _ = table
+    before = (folder / "data.csv").read_bytes()
+    again = command(folder, *ROWS)
+    assert again.returncode == 0, again.stderr
+    assert "nothing to do" in again.stdout and (folder / "data.csv").read_bytes() == before
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGKILL"])
+def test_a_run_stopped_and_rerun_records_the_same_rows_once(table, tmp_path, stop):
+    folder = table_folder(tmp_path)
+    process = command(folder, "iwae-k5", start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not results.read(folder / "data.csv") and time.monotonic() < deadline:  # stopped after stage 0's row,
+        time.sleep(0.1)                                                             # while stage 1 trains
+    if stop == "SIGTERM":
+        process.send_signal(signal.SIGTERM)
+    else:  # the command and every process it started, at once, as a machine's end would
+        os.killpg(process.pid, signal.SIGKILL)
+    _, stderr = process.communicate(timeout=120)
+    if stop == "SIGTERM":
+        assert process.returncode == 130 and stderr.strip().splitlines()[-1].startswith("stopped: ")
+        assert "Traceback" not in stderr
+    assert len(results.read(folder / "data.csv")) == 1
+    rerun = command(folder, "iwae-k5")
+    assert rerun.returncode == 0, rerun.stderr
+    expected = [row for row in figures(table[0] / "data.csv") if row[2] == 5]
+    assert figures(folder / "data.csv") == expected
+
+
+def _record_after_a_barrier(path, row, barrier):
+    read = results.read
+
+    def read_then_wait(*args):  # every job reads the data before any writes it, as jobs that finish together do
+        rows = read(*args)
+        try:
+            barrier.wait(timeout=1)
+        except Exception:  # another holds the lock: it waits for this one, not the barrier
+            pass
+        return rows
+
+    results.read = read_then_wait
+    results.record([row], path)
+
+
+def test_two_jobs_recording_at_the_same_instant_both_land(table, tmp_path):
+    path = tmp_path / "data.csv"
+    shutil.copyfile(table[0] / "data.csv", path)
+    row = results.read(path)[0]
+    new = [dict(row, seed=seed) for seed in (7, 8)]
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(2)
+    jobs = [context.Process(target=_record_after_a_barrier, args=(path, one, barrier)) for one in new]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join(timeout=60)
+        assert job.exitcode == 0
+    assert sorted(row["seed"] for row in results.read(path)) == [7, 8, 1337, 1337, 1337, 1337]
+
+
+def _killed_while_writing(path, row):
+    import csv
+
+    class DictWriter(csv.DictWriter):
+        def writerows(self, rows):
+            for index, one in enumerate(rows):
+                if index == 2:
+                    os.kill(os.getpid(), signal.SIGKILL)  # half of the new file written
+                self.writerow(one)
+
+    results.csv.DictWriter = DictWriter
+    results.record([row], path)
+
+
+def test_a_kill_during_the_write_leaves_the_data_as_it_was(table, tmp_path):
+    path = tmp_path / "data.csv"
+    shutil.copyfile(table[0] / "data.csv", path)
+    before = path.read_bytes()
+    job = multiprocessing.get_context("fork").Process(target=_killed_while_writing,
+                                                      args=(path, dict(results.read(path)[0], seed=9)))
+    job.start()
+    job.join(timeout=60)
+    assert job.exitcode == -signal.SIGKILL and path.read_bytes() == before
+    assert results.record([dict(results.read(path)[0], seed=9)], path)  # and the next record works
+
+
+@pytest.mark.parametrize("args, phrase", [
+    (("vae-k3",), "error: unknown row 'vae-k3': choose from vae-k1, "),
+    (("vae-k1", "--stages", "abc"), "argument --stages: invalid int value: 'abc'"),
+    (("vae-k1", "--stages", "9"), "error: --stages must be from 1 to 8"),
+    (("vae-k1", "--frobnicate", "1"), "unrecognized arguments: --frobnicate"),
+    (("vae-k1", "--k", "5"), "error: name the rows or give one row's flags, not both"),
+    (("vae-k1", "--seeds", "-3"), "error: --seed must be zero or positive"),
+    (("vae-k1", "--slurm-partition", "gpu"), "error: --slurm-partition is for Slurm jobs: add --executor slurm"),
+])
+def test_bad_input_is_one_line_before_any_work(tmp_path, capsys, args, phrase):
+    folder = table_folder(tmp_path)
+    before = (folder / "data.csv").read_bytes()
+    code = refused(folder, *args, stages=None if "--stages" in args else 2)
+    error = capsys.readouterr().err + (code if isinstance(code, str) else "")
+    assert phrase in error and len(error.strip().splitlines()) == 1
+    assert not (folder / "runs").exists() or not any((folder / "runs").iterdir())
+    assert (folder / "data.csv").read_bytes() == before
+
+
+def damage_metrics(folder):
+    (folder / "runs" / "vae-k1-batch150-eps1e-08" / "stage1" / "mnist_vae_metrics.json").write_text('{"iw_sa')
+    return "stage1/mnist_vae_metrics.json is damaged"
+
+
+def damage_checkpoint(folder):
+    (folder / "runs" / "vae-k1-batch150-eps1e-08" / "stage0" / "mnist_vae.pt").write_bytes(b"PK\x03\x04 not a zip")
+    return "stage0/mnist_vae.pt"
+
+
+def damage_data(folder):
+    with open(folder / "data.csv", "a") as stream:
+        stream.write("this repo,one,elbo\n")
+    return "cannot read the results data"
+
+
+def another_row(folder):
+    shutil.copytree(folder / "runs" / "iwae-k5-batch150-eps1e-08", folder / "runs" / "vae-k1-batch150-eps1e-08",
+                    dirs_exist_ok=True)
+    return "is a run of another row (objective iwae, k 5)"
+
+
+def a_file(folder):
+    shutil.rmtree(folder / "runs" / "vae-k1-batch150-eps1e-08")
+    (folder / "runs" / "vae-k1-batch150-eps1e-08").write_text("")
+    return "vae-k1-batch150-eps1e-08 is not a run folder: it is a file"
+
+
+@pytest.mark.parametrize("damage", [damage_metrics, damage_checkpoint, damage_data, another_row, a_file])
+def test_a_damaged_run_or_data_file_is_one_line_and_nothing_recorded_is_touched(table, tmp_path, capsys, damage):
+    folder = tmp_path / "table"
+    shutil.copytree(table[0], folder)
+    (folder / "data.csv").write_text(",".join(results.COLUMNS) + "\n")  # every stage to do again
+    phrase = damage(folder)
+    before = (folder / "data.csv").read_bytes()
+    code = refused(folder, *ROWS)
+    error = capsys.readouterr().err + (code if isinstance(code, str) else "")
+    assert phrase in error and len(error.strip().splitlines()) == 1
+    assert (folder / "data.csv").read_bytes() == before
+
+
+def slurm_is_running():
+    """None where a Slurm here takes jobs, else why not."""
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        return "no Slurm commands here (.ci/run installs and starts Slurm)"
+    states = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
+    if states.returncode != 0 or not {"idle", "mix", "alloc"} & set(states.stdout.split()):
+        return f"no Slurm node takes jobs here: {(states.stderr or states.stdout).strip() or 'sinfo lists none'}"
+    return None
+
+
+@pytest.mark.skipif(slurm_is_running() is not None, reason=str(slurm_is_running()))
+def test_the_slurm_path_records_both_rows_through_a_real_slurm(table, tmp_path):
+    folder = table_folder(tmp_path)
+    result = command(folder, *ROWS, "--executor", "slurm", "--slurm-time", "10")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert figures(folder / "data.csv") == figures(table[0] / "data.csv")
+    assert result.stdout.count("Slurm job ") == 2
