@@ -55,7 +55,7 @@ data_root: "datasets are read from (and downloaded to) here" = "data"
 ckpt_dir: "checkpoints: <ckpt_dir>/<dataset>_<model>.pt" = "ckpts"
 plot_dir: "figures, GIFs and metrics: <plot_dir>/<dataset>_<model>_*.png" = "plots"
 
-# The VAE of Burda, Grosse & Salakhutdinov (2015), Table 1, one stochastic layer: what experiments/burda2015.sh
+# The VAE of Burda, Grosse & Salakhutdinov (2015), Table 1, one stochastic layer: what experiments.burda2015
 # trains (with batches of 100; the paper's are 20) and what the benchmarks time as the literature's setting.
 BURDA2015 = {"hidden_layers": 2, "hidden_dims": 200, "activation": "tanh", "latent_dims": 50,
              "likelihood": "bernoulli", "binarize": "dynamic"}

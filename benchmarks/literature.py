@@ -2,7 +2,7 @@
 (c), the model's own matrix multiplies and one fused Adam pass a step (benchmarks/works.py), and against the
 hand-written step, the same step written out by hand in few calls into torch (benchmarks/handwritten.py, ELBO rows), for the
 default VAE and for Burda et al.'s (2015) 784-200-200-50 tanh VAE on dynamically binarised data at batch 100
-(experiments/burda2015.sh) and 20 (the paper's), and trained as an IWAE with k = 5 and 50 samples an image (batch
+(the experiments command's) and 20 (the paper's), and trained as an IWAE with k = 5 and 50 samples an image (batch
 100); then the importance-weighted bound on Burda's network against its decoder's multiplies, and written by hand.
 
     python -m benchmarks.literature                 # MNIST, k = 5000; about 2 minutes on 2 CPU cores
@@ -19,7 +19,7 @@ from benchmarks.timing import best_of, device_name, paired_ratio, timed_rounds
 from benchmarks.works import decoder_floor, project_loop, replaced, step_floor, vae
 from metrics import SAMPLES_PER_CHUNK, importance_weighted_nll
 
-# (network, batch size, objective, k): the rows of experiments/burda2015.sh and its IWAE rows of Table 1.
+# (network, batch size, objective, k): the experiments command's rows and its IWAE rows of Table 1.
 ROWS = (("default", 512, "elbo", 1), ("burda2015", 100, "elbo", 1), ("burda2015", 20, "elbo", 1),
         ("burda2015", 100, "iwae", 5), ("burda2015", 100, "iwae", 50))
 # Each row is timed in ROUNDS short pairs of (a) beside (c), each on 1/EPOCH_FRACTION of the training set (a tenth

@@ -6,7 +6,10 @@ generated table sits between two markers on its page, and nothing inside them is
 import re
 
 from files import atomic_paths
-from experiments.results import NBIP, PAPER, ROOT, SETTING, TABLE1, THIS_REPO, XQDING, read, row_name, setting_name
+import statistics
+
+from experiments.results import (DEFAULT_SEED, NBIP, PAPER, ROOT, SETTING, TABLE1, THIS_REPO, XQDING, read, row_name,
+                                setting_name)
 
 FIGURE = ROOT / "plots" / "readme" / "burda2015_table1.png"
 PAGES = (ROOT / "README.md", ROOT / "docs" / "literature.md")
@@ -47,19 +50,56 @@ def _published(row):
 
 def table1(rows):
     """README: each of Table 1's one-layer rows, the paper's and nbip/IWAE's figure beside this repo's at stage 4 in
-    the experiments script's setting and at the furthest stage it reached in any setting."""
+    the experiments command's setting and at the furthest stage it reached in any setting."""
     lines = []
     for objective, k, estimator in TABLE1:
         row = {"layers": 1, "objective": objective, "k": k, "estimator": estimator}
         paper, nbip = _latest(rows, source=PAPER, **row), _latest(rows, source=NBIP, **row)
-        stage4 = _latest(rows, source=THIS_REPO, stage=4, **row, **SETTING)
-        furthest = _furthest(rows, source=THIS_REPO, **row)
+        stage4 = _latest(rows, source=THIS_REPO, stage=4, seed=DEFAULT_SEED, **row, **SETTING)
+        furthest = _furthest(rows, source=THIS_REPO, seed=DEFAULT_SEED, **row)
+        spread = _over_seeds(rows, source=THIS_REPO, stage=4, **row, **SETTING)
         lines.append([row_name(row), _published(paper), _published(nbip),
                       f"**{_value(stage4['nll'], stage4['nll_se'])}** ({stage4['active_units']})",
+                      f"{spread[0]:.2f} ± {spread[1]:.2f} ({len(spread[2])} seeds)" if spread else "–",
                       f"{_value(furthest['nll'], furthest['nll_se'])}: stage {furthest['stage']}, "
                       f"{setting_name(furthest)}"])
     return _table(["row", "Burda et al., 3,280 epochs (active units)", "nbip/IWAE, 3,280 epochs",
-                   "this repo, stage 4 (121 epochs), batch 100 (active units)", "this repo, furthest stage"], lines)
+                   f"this repo, stage 4 (121 epochs), batch 100, seed {DEFAULT_SEED} (active units)",
+                   "same, mean ± sd over seeds", "this repo, furthest stage"], lines)
+
+
+def _over_seeds(rows, **match):
+    """(mean, sd, the runs) of the matching rows' −log p(x) over seeds, the latest run of each seed; None for fewer
+    than two seeds."""
+    by_seed = {}
+    for row in sorted(_matching(rows, **match), key=lambda row: row["date"]):
+        by_seed[row["seed"]] = row
+    runs = [by_seed[seed] for seed in sorted(by_seed)]
+    if len(runs) < 2:
+        return None
+    figures = [row["nll"] for row in runs]
+    return statistics.mean(figures), statistics.stdev(figures), runs
+
+
+def seeds(rows):
+    """Every row and stage measured with several seeds: each seed's figure ± its test-set standard error, and the mean
+    ± standard deviation over the seeds."""
+    groups = dict.fromkeys((row["layers"], row["objective"], row["k"], row["estimator"],
+                            *(row[key] for key in SETTING), row["stage"])
+                           for row in _matching(rows, source=THIS_REPO))
+    lines = []
+    for group in groups:
+        match = dict(zip(("layers", "objective", "k", "estimator", *SETTING, "stage"), group))
+        spread = _over_seeds(rows, source=THIS_REPO, **match)
+        if spread:
+            mean, sd, runs = spread
+            lines.append([f"{row_name(match)}, {setting_name(match)}", f"{match['stage']} ({runs[0]['epochs']:,})",
+                          "; ".join(f"{row['seed']}: {_value(row['nll'], row['nll_se'])}" for row in runs),
+                          f"**{mean:.2f} ± {sd:.2f}** ({len(runs)} seeds)",
+                          "; ".join(sorted({f"{row['machine']}, {row['date']}" for row in runs}))])
+    lines.sort(key=lambda line: line[:2])
+    return _table(["row, setting", "stage (epochs)", "−log p(x) by seed, nats ± standard error",
+                   "mean ± sd over seeds", "machines, dates"], lines)
 
 
 def _measured(rows, header_first, first):
@@ -109,8 +149,9 @@ def two_layers(rows):
     for objective, k, estimator in TABLE1:
         row = {"objective": objective, "k": k, "estimator": estimator}
         paper, nbip, xqding = (_latest(rows, source=source, layers=2, **row) for source in (PAPER, NBIP, XQDING))
-        two = _furthest(rows, source=THIS_REPO, layers=2, **row, **TWO_LAYER_SETTING)
-        one = _latest(rows, source=THIS_REPO, layers=1, stage=two["stage"], **row, **TWO_LAYER_SETTING) if two else None
+        two = _furthest(rows, source=THIS_REPO, layers=2, seed=DEFAULT_SEED, **row, **TWO_LAYER_SETTING)
+        one = _latest(rows, source=THIS_REPO, layers=1, stage=two["stage"], seed=DEFAULT_SEED, **row,
+                      **TWO_LAYER_SETTING) if two else None
         lines.append([row_name(row), *map(_published, (paper, nbip, xqding)),
                       f"**{_value(two['nll'], two['nll_se'])}** ({two['active_units']}), stage {two['stage']}"
                       if two else "not yet measured",
@@ -135,7 +176,7 @@ def published(rows):
 
 
 TABLES = {"table1": table1, "settings-at-stage-4": settings_at_stage4, "schedule": schedule,
-          "other-rows": other_rows, "two-layers": two_layers, "two-layer-stages": two_layer_stages,
+          "other-rows": other_rows, "seeds": seeds, "two-layers": two_layers, "two-layer-stages": two_layer_stages,
           "published": published}
 
 
@@ -155,7 +196,8 @@ def figure(rows, path=FIGURE):
 
     fig = Figure(figsize=(12, 5.5))
     ax = fig.subplots()
-    ours = sorted((row for row in rows if row["source"] == THIS_REPO and row["layers"] == 1), key=lambda row: row["date"])
+    ours = sorted((row for row in rows if row["source"] == THIS_REPO and row["layers"] == 1
+                   and row["seed"] == DEFAULT_SEED), key=lambda row: row["date"])
     for index, key in enumerate(TABLE1):
         colour = f"C{index}"
         paper, nbip = (_latest(rows, source=source, layers=1, objective=key[0], k=key[1], estimator=key[2])

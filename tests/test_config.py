@@ -87,7 +87,7 @@ def test_merge_keeps_the_checkpoints_model_but_this_machines_paths():
 
 
 def test_burda_et_al_s_network_written_as_flags_parses_back_to_itself():
-    """experiments/burda2015.sh passes config.BURDA2015 to train.py as flags: they must mean what the dict says."""
+    """experiments/job.py passes config.BURDA2015 to train.py as flags: they must mean what the dict says."""
     cfg, overrides = config.parse(ALL_KEYS, config.as_flags(config.BURDA2015))
     assert overrides == config.BURDA2015
     assert {key: getattr(cfg, key) for key in config.BURDA2015} == config.BURDA2015

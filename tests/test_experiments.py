@@ -118,9 +118,9 @@ def test_a_run_stopped_and_rerun_records_the_same_rows_once(table, tmp_path, sto
         os.killpg(process.pid, signal.SIGKILL)
     _, stderr = process.communicate(timeout=120)
     if stop == "SIGTERM":
-        assert process.returncode == 130 and stderr.strip().splitlines()[-1].startswith("stopped: ")
+        assert process.returncode == 130 and stderr.strip().splitlines()[-1].startswith("stopped: "), stderr
         assert "Traceback" not in stderr
-    assert len(results.read(folder / "data.csv")) == 1
+    assert [row["stage"] for row in results.read(folder / "data.csv")] == [0], stderr
     rerun = command(folder, "iwae-k5")
     assert rerun.returncode == 0, rerun.stderr
     expected = [row for row in figures(table[0] / "data.csv") if row[2] == 5]

@@ -1,5 +1,5 @@
 """train.py's decisions, in-process: what it refuses before any work, what it skips, what a failure leaves on disk;
-and the experiments script that runs it stage by stage."""
+"""
 import contextlib
 import errno
 import os
