@@ -1,11 +1,19 @@
 """The results data and the pages written from it: the pages' tables are what the data gives, and a run's
 evaluated stages are added as rows."""
 import json
+import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+import checkpoints
+import cli
+import config
+from cli import UserError
 from experiments import pages, results
+from loop import make_optimizer
+from model import build
 
 
 def test_every_generated_table_on_the_pages_is_what_the_data_gives():
@@ -23,43 +31,53 @@ def test_a_changed_figure_in_the_data_changes_the_page():
     assert pages.render(page, changed) != page
 
 
-def stage_folder(folder, stage, nll, iw_samples=5000, **config):
+def stage_folder(folder, stage, nll, iw_samples=5000):
+    """A stage folder as the table's command leaves it: a real (tiny) checkpoint of that many epochs, and metrics."""
     folder = folder / f"stage{stage}"
-    folder.mkdir(parents=True)
-    args = {"objective": "iwae", "k": 5, "estimator": "standard"}
-    torch.save({"config": {"batch_size": 20, "adam_eps": 1.2755e-07, "init": "glorot-mean", "adam_beta1": 0.9,
-                           **config}, "model_args": args,
-                "history": [{"seconds": 30.0} for _ in range(sum(3 ** i for i in range(stage + 1)))]},
-               folder / "mnist_vae.pt")
+    cfg = SimpleNamespace(**{**config.defaults(), **config.BURDA2015, "hidden_dims": 8, "latent_dims": 2,
+                             "objective": "iwae", "k": 5, "batch_size": 20, "adam_eps": 1.2755e-07,
+                             "init": "glorot-mean", "seed": 7, "ckpt_dir": str(folder)})
+    model = build("vae", cfg)
+    optimizer = make_optimizer(model, 1e-3, torch.device("cpu"), cfg.adam_eps, cfg.adam_beta1)
+    history = [{"epoch": epoch, "seconds": 30.0} for epoch in range(sum(3 ** i for i in range(stage + 1)))]
+    checkpoints.save(cfg, "vae", model, optimizer, history)
     (folder / "mnist_vae_metrics.json").write_text(json.dumps({
         "iw_nll_nats": nll, "iw_nll_se": 0.2468, "negative_elbo_nats": nll + 5.004, "negative_elbo_se": 0.271,
         "active_units": 21, "iw_samples": iw_samples}))
 
 
-def test_add_takes_each_evaluated_stage_of_a_run_once(tmp_path):
+def evaluated_rows(run, machine="2-core test machine", note="one thread"):
+    return [row for row in (results.stage_row(folder, machine, note) for folder in results.stage_folders(run)) if row]
+
+
+def test_each_evaluated_stage_of_a_run_is_recorded_once(tmp_path):
     data = tmp_path / "data.csv"
     data.write_text(",".join(results.COLUMNS) + "\n")
     run = tmp_path / "run"
     stage_folder(run, 0, 150.123)
     stage_folder(run, 1, 110.456)
     (run / "stage2").mkdir()  # trained, not yet evaluated: no row
-    added = results.add(run, "2-core test machine", "one thread", path=data)
-    assert [(row["stage"], row["epochs"], row["nll"], row["nll_se"], row["neg_elbo"]) for row in added] == [
-        (0, 1, 150.12, 0.25, 155.13), (1, 4, 110.46, 0.25, 115.46)]
+    added = results.record(evaluated_rows(run), data)
+    assert [(row["stage"], row["epochs"], row["nll"], row["nll_se"], row["neg_elbo"], row["seed"]) for row in added] == [
+        (0, 1, 150.12, 0.25, 155.13, 7), (1, 4, 110.46, 0.25, 115.46, 7)]
     row = results.read(data)[1]
-    assert row["command"] == ("python -m experiments.burda2015 iwae-k5 --stages 2 --seeds 1337 --batch-size 20 "
+    assert row["command"] == ("python -m experiments.burda2015 iwae-k5 --stages 2 --seeds 7 --batch-size 20 "
                               "--adam-eps 1.2755e-07 --init glorot-mean")
     assert row["train_minutes"] == 2.0 and row["active_units"] == "21" and row["machine"] == "2-core test machine"
-    assert results.add(run, "2-core test machine", path=data) == []  # already there
+    assert results.record(evaluated_rows(run), data) == []  # already there
     assert len(results.read(data)) == 2
 
 
-def test_add_refuses_a_bound_with_another_k(tmp_path):
-    data = tmp_path / "data.csv"
-    data.write_text(",".join(results.COLUMNS) + "\n")
+def test_a_bound_with_another_k_a_damaged_metrics_file_or_no_run_folder_is_one_line(tmp_path, monkeypatch):
     stage_folder(tmp_path / "run", 4, 90.0, iw_samples=100)
-    with pytest.raises(SystemExit, match="k = 100; the table's is k = 5000"):
-        results.add(tmp_path / "run", "machine", path=data)
+    with pytest.raises(UserError, match="k = 100; the table's is k = 5000"):
+        evaluated_rows(tmp_path / "run")
+    (tmp_path / "run" / "stage4" / "mnist_vae_metrics.json").write_text('{"iw_nll')
+    with pytest.raises(UserError, match="stage4/mnist_vae_metrics.json is damaged .*; delete it and rerun"):
+        evaluated_rows(tmp_path / "run")
+    monkeypatch.setattr(sys, "argv", ["results.py", str(tmp_path)])
+    with pytest.raises(SystemExit, match=f"error: {tmp_path} is not a run folder: it holds no stage<i>/ folders"):
+        cli.run(results.main)
 
 
 def test_a_two_layer_row_is_in_the_two_layer_tables_only():
