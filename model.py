@@ -18,6 +18,12 @@ from layers import hidden_stack
 from objectives import PIXELS, binary_cross_entropy, gaussian_kl, gaussian_log_density, iwae_loss, squared_error
 
 
+def _full(output):
+    """A network's output as what is computed from it needs it: bfloat16 (under --bf16's autocast) cast up to float32,
+    float32 and float64 as they are (the same tensor: float32 runs are unchanged)."""
+    return output.float() if output.dtype in (torch.bfloat16, torch.float16) else output
+
+
 class AutoEncoder(nn.Module):
     def __init__(self, latent_dims=2, hidden_dims=512, hidden_layers=1, activation="relu", likelihood="gaussian",
                  beta=1.0, objective="elbo", k=1, estimator="standard", stochastic_layers=1, top_latent_dims=50,
@@ -34,15 +40,16 @@ class AutoEncoder(nn.Module):
 
     def encode(self, x):
         """Images (B, 1, 28, 28) in [0, 1] -> codes (B, latent); the VAE returns its posterior mean."""
-        return self.to_latent(self.encoder(x))
+        return _full(self.to_latent(self.encoder(x)))
 
     def decode_logits(self, z):
         """Codes (..., latent) -> pixel logits (..., 784), before the sigmoid.
 
         The losses read logits, not decode()'s images: binary_cross_entropy_with_logits is stable where
-        log(sigmoid) is not.
+        log(sigmoid) is not. Under --bf16 the network runs in bfloat16 and its logits come back in float32 (_full): every
+        network's output is, so what is computed from it counts in float32.
         """
-        return self.decoder(z)
+        return _full(self.decoder(z))
 
     def decode(self, z):
         """Codes (N, latent) -> images (N, 1, 28, 28) in [0, 1]."""
@@ -57,7 +64,8 @@ class AutoEncoder(nn.Module):
         logits (B, k, 784), k samples each, (B, 784) or (B, 1, 784), broadcast over the k.
         """
         error = binary_cross_entropy if self.likelihood == "bernoulli" else squared_error
-        return error(logits, x.reshape(len(x), *[1] * (logits.dim() - 2), PIXELS))
+        with torch.autocast(logits.device.type, enabled=False):  # under --bf16 too: its dot product in float32
+            return error(logits, x.reshape(len(x), *[1] * (logits.dim() - 2), PIXELS))
 
     def forward(self, x):
         """Returns (loss, recon, kl): the scalar objective and its parts per image, (B,) each, in nats; an AE's code
@@ -76,7 +84,7 @@ class VariationalAutoEncoder(AutoEncoder):
     def posterior(self, x):
         """Mean and log-variance of q(z|x) = N(mu, diag(exp(logvar))), (B, latent) each."""
         hidden = self.encoder(x)
-        return self.to_latent(hidden), self.to_logvar(hidden)
+        return _full(self.to_latent(hidden)), _full(self.to_logvar(hidden))
 
     def forward(self, x):
         """Returns (loss, recon, kl): the objective over self.k samples of z per image, and per image (B,) the
@@ -120,12 +128,12 @@ class TwoLayerVAE(VariationalAutoEncoder):
                 torch.func.functional_call(getattr(self, layer), weights[layer], (inputs,))
 
         hidden = call("upper_encoder", z1)
-        return call("to_top_latent", hidden), call("to_top_logvar", hidden)
+        return _full(call("to_top_latent", hidden)), _full(call("to_top_logvar", hidden))
 
     def prior_of_z1(self, z2):
         """Mean and log-variance of p(z1|z2), (..., latent) each."""
         hidden = self.upper_decoder(z2)
-        return self.to_prior_mean(hidden), self.to_prior_logvar(hidden)
+        return _full(self.to_prior_mean(hidden)), _full(self.to_prior_logvar(hidden))
 
     def encode(self, x):
         return self.upper_posterior(self.posterior(x)[0])[0]  # the mean of q(z2|z1) at the mean of q(z1|x)
@@ -154,7 +162,7 @@ class TwoLayerVAE(VariationalAutoEncoder):
             mu1, logvar1 = mu1.detach(), logvar1.detach()
             mu2, logvar2 = self.upper_posterior(read, held)
         prior_mean, prior_logvar = self.prior_of_z1(z2)
-        recon = self.reconstruction_loss(self.decoder(read), x)  # (B, k)
+        recon = self.reconstruction_loss(_full(self.decoder(read)), x)  # (B, k)
         log_weights = (-recon + gaussian_log_density(read, prior_mean, prior_logvar)
                        + gaussian_log_density(z2, torch.zeros_like(z2), torch.zeros_like(z2))
                        - gaussian_log_density(read, mu1[:, None], logvar1[:, None]) - gaussian_log_density(z2, mu2, logvar2))

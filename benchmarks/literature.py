@@ -3,7 +3,9 @@
 hand-written step, the same step written out by hand in few calls into torch (benchmarks/handwritten.py, ELBO rows), for the
 default VAE and for Burda et al.'s (2015) 784-200-200-50 tanh VAE on dynamically binarised data at batch 100
 (the experiments command's) and 20 (the paper's), and trained as an IWAE with k = 5 and 50 samples an image (batch
-100); then the importance-weighted bound on Burda's network against its decoder's multiplies, and written by hand.
+100); then the literature's rows in float32 and under --bf16, paired round by round (the precision pays where
+bfloat16 matrix units meet large multiplies); then the importance-weighted bound on Burda's network against its
+decoder's multiplies, and written by hand.
 
     python -m benchmarks.literature                 # MNIST, k = 5000; about 2 minutes on 2 CPU cores
 """
@@ -15,7 +17,7 @@ import cli
 import config
 import data
 from benchmarks.handwritten import handwritten_bound, handwritten_loop
-from benchmarks.timing import best_of, device_name, paired_ratio, timed_rounds
+from benchmarks.timing import best_of, bf16_units, device_name, paired_ratio, timed_rounds
 from benchmarks.works import decoder_floor, project_loop, replaced, step_floor, vae
 from metrics import SAMPLES_PER_CHUNK, importance_weighted_nll
 
@@ -27,6 +29,9 @@ ROWS = (("default", 512, "elbo", 1), ("burda2015", 100, "elbo", 1), ("burda2015"
 # pair, and the median ratio passes over the rest.
 ROUNDS = 15
 EPOCH_FRACTION = 5
+# (stochastic layers, batch size, objective, k): the rows timed in both precisions.
+PRECISION_ROWS = ((1, 20, "elbo", 1), (1, 100, "elbo", 1), (1, 100, "iwae", 5), (1, 100, "iwae", 50),
+                  (2, 100, "iwae", 50))
 BOUND_IMAGES = 500  # test images the bound is timed on: a twentieth of the test set, the same work per image
 BOUND_ROUNDS = 3
 
@@ -51,6 +56,23 @@ def training_rows(cfg, datasets, device):
                      "hand": hand[0] if hand else None, "ratio": paired_ratio(rounds),
                      "hand_ratio": paired_ratio(rounds, 2, 1) if hand else None,
                      "steps": fraction * math.ceil(count / batch_size)})
+    return rows
+
+
+def precision_rows(cfg, dataset, device):
+    """One dict per row of PRECISION_ROWS: seconds per epoch in float32 and under --bf16 (the same loop, weights and
+    batches), best of ROUNDS rounds of a fraction of an epoch, and the paired float32/bf16 ratio."""
+    rows = []
+    for layers, batch_size, objective, k in PRECISION_ROWS:
+        network = config.BURDA2015_TWO_LAYERS if layers == 2 else config.BURDA2015
+        row_cfg = replaced(cfg, **network, objective=objective, k=k)
+        fraction = EPOCH_FRACTION * (10 if k >= 50 else 1)
+        count = len(dataset.train_images) // fraction
+        works = [project_loop(row_cfg, dataset, device, batch_size, count, bf16=bf16)[0] for bf16 in (False, True)]
+        rounds = timed_rounds(device, works, ROUNDS)
+        float32, bfloat16 = (fraction * seconds for seconds in best_of(rounds))
+        rows.append({"layers": layers, "batch": batch_size, "objective": f"{objective} k={k}", "float32": float32,
+                     "bf16": bfloat16, "ratio": paired_ratio(rounds), "steps": fraction * math.ceil(count / batch_size)})
     return rows
 
 
@@ -93,6 +115,13 @@ def main():
               f"   {median:.2f} ({lowest:.2f}-{highest:.2f}){hand_ratio}")
 
     _, dataset = datasets["burda2015"]
+    print(f"\n--bf16 against float32, burda2015 networks; bfloat16 matrix units: {bf16_units(device)}")
+    print(f"{'layers':>7}{'batch':>7}{'objective':>13}{'f32 ms/step':>13}{'bf16 ms/step':>13}"
+          f"   f32/bf16 (median of {ROUNDS}; range): above 1, --bf16 is faster")
+    for row in precision_rows(burda_cfg, dataset, device):
+        print(f"{row['layers']:>7}{row['batch']:>7}{row['objective']:>13}{1000 * row['float32'] / row['steps']:13.2f}"
+              f"{1000 * row['bf16'] / row['steps']:13.2f}   " + "{:.2f} ({:.2f}-{:.2f})".format(*row["ratio"]))
+
     count = min(BOUND_IMAGES, len(dataset.test_images))
     times, ratio, handwritten_ratio = bound_row(burda_cfg, dataset, device, cfg.iw_samples, count)
     bound, floor, handwritten = times

@@ -52,3 +52,16 @@ def device_name(device):
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{device.type}, {cli.count_of(torch.get_num_threads(), 'thread')}"
+
+
+def bf16_units(device):
+    """Whether the processor multiplies bfloat16 matrices in hardware: the CPU's flags (amx_bf16, avx512_bf16), or
+    the GPU's name."""
+    if device.type != "cpu":
+        return device_name(device)
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    found = [flag for flag in ("amx_bf16", "avx512_bf16") if flag in flags]
+    return ", ".join(found) if found else "none (neither amx_bf16 nor avx512_bf16)"

@@ -28,15 +28,16 @@ def vae(cfg, device):
     return build("vae", cfg).to(device)
 
 
-def project_loop(cfg, dataset, device, batch_size, train_count=None):
-    """(a): (train epoch, evaluation) as train.py and test.py run them, warmed up and ready to time."""
+def project_loop(cfg, dataset, device, batch_size, train_count=None, bf16=False):
+    """(a): (train epoch, evaluation) as train.py and test.py run them (training under --bf16 or not), warmed up and
+    ready to time."""
     model = vae(cfg, device)
     optimizer = make_optimizer(model, cfg.learning_rate, device)
     quiet = tqdm(disable=True)
     train_images = dataset.train_images[:train_count]
-    train_epoch(model, optimizer, train_images[: 20 * batch_size], batch_size, quiet, resample=dataset.resample)
+    train_epoch(model, optimizer, train_images[: 20 * batch_size], batch_size, quiet, bf16, dataset.resample)
     evaluate(model, dataset.test_images[:EVAL_BATCH_SIZE])  # warm-up
-    return (lambda: train_epoch(model, optimizer, train_images, batch_size, quiet, resample=dataset.resample).item(),
+    return (lambda: train_epoch(model, optimizer, train_images, batch_size, quiet, bf16, dataset.resample).item(),
             lambda: evaluate(model, dataset.test_images))
 
 

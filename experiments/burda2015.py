@@ -79,7 +79,7 @@ def arguments():
 def parse(argv=None):
     """(the jobs' specs, the command's arguments), everything checked that can be before any work."""
     own = arguments()
-    keys = ROW_KEYS + tuple(results.SETTING) + ("data_root",)
+    keys = ROW_KEYS + tuple(results.SETTING) + ("bf16", "data_root")
     cfg, overrides = config.parse(keys, argv, description=__doc__, prog="python -m experiments.burda2015",
                                   script_defaults={**results.SETTING, "model": "vae"}, parents=[own])
     args = SimpleNamespace(**{action.dest: getattr(cfg, action.dest) for action in own._actions})
@@ -130,8 +130,9 @@ def job_specs(rows, cfg, args):
         for seed in dict.fromkeys(args.seeds):
             name = results.row_id(layers, objective, k, estimator)
             specs.append({"row": name, "layers": layers, "objective": objective, "k": k, "estimator": estimator,
-                          "stochastic_layers": layers, **setting, "seed": seed, "stages": args.stages,
-                          "folder": str((args.runs / folder_name(name, setting, seed)).resolve()),
+                          "stochastic_layers": layers, **setting, "seed": seed,
+                          "precision": results.PRECISION[cfg.bf16], "stages": args.stages,
+                          "folder": str((args.runs / folder_name(name, setting, seed, cfg.bf16)).resolve()),
                           "data_root": str(Path(cfg.data_root).resolve()), "results": str(args.results.resolve()),
                           "machine": args.machine, "note": note, "network": network, "threads": 1,
                           "bound_samples": override.get("bound_samples", results.BOUND_SAMPLES),
@@ -139,12 +140,13 @@ def job_specs(rows, cfg, args):
     return specs
 
 
-def folder_name(name, setting, seed):
-    """A job's run folder: the row, its setting, and its seed where it is not the default."""
+def folder_name(name, setting, seed, bf16=False):
+    """A job's run folder: the row, its setting, and its seed and precision where they are not the default."""
     init = "" if setting["init"] == config.init else f"-{setting['init']}"
     beta1 = "" if setting["adam_beta1"] == config.adam_beta1 else f"-beta1-{setting['adam_beta1']:g}"
     seed_part = "" if seed == config.seed else f"-seed{seed}"
-    return f"{name}-batch{setting['batch_size']}-eps{setting['adam_eps']:g}{init}{beta1}{seed_part}"
+    return f"{name}-batch{setting['batch_size']}-eps{setting['adam_eps']:g}{init}{beta1}{seed_part}" \
+           f"{'-bf16' if bf16 else ''}"
 
 
 def test_override():
@@ -176,6 +178,8 @@ def check_run_folder(spec):
                                                  {}, torch.device("cpu"), needs=("history",))
         other = [f"{key} {getattr(stored, key)}" for key in ROW_KEYS + tuple(results.SETTING) + ("seed",)
                  if getattr(stored, key) != spec[key]]
+        other += [f"precision {results.PRECISION[stored.bf16]}"] if results.PRECISION[stored.bf16] != spec["precision"] \
+            else []
         if other:
             raise UserError(f"{checkpoint_folder / 'mnist_vae.pt'} is a run of another row ({', '.join(other)}), not "
                             f"of {spec['row']} seed {spec['seed']}; move {folder} away")

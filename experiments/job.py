@@ -65,7 +65,8 @@ def _run(spec, folder, log):
     machine = spec["machine"] or results.this_machine()
     environment = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"])}
     row_flags = config.as_flags({**spec["network"], **{key: spec[key] for key in (
-        "objective", "k", "estimator", "stochastic_layers", *results.SETTING, "seed")}})
+        "objective", "k", "estimator", "stochastic_layers", *results.SETTING, "seed")},
+        "bf16": spec["precision"] == results.PRECISION[True]})
     for stage in range(todo[-1] + 1):
         stage_folder = folder / f"stage{stage}"
         checkpoint = stage_folder / "mnist_vae.pt"

@@ -17,6 +17,11 @@ BEGIN, END = "<!-- generated from results/burda2015.csv by `python -m experiment
     "<!-- end of generated table -->"
 
 
+FLOAT32 = "float32"
+# The single-run columns and the figure: the seed and precision every row had before either was varied.
+ONE_RUN = {"seed": DEFAULT_SEED, "precision": FLOAT32}
+
+
 def _value(mean, se):
     return f"{mean:.2f} ± {se:.2f}" if se is not None else f"{mean:.2f}"
 
@@ -55,9 +60,9 @@ def table1(rows):
     for objective, k, estimator in TABLE1:
         row = {"layers": 1, "objective": objective, "k": k, "estimator": estimator}
         paper, nbip = _latest(rows, source=PAPER, **row), _latest(rows, source=NBIP, **row)
-        stage4 = _latest(rows, source=THIS_REPO, stage=4, seed=DEFAULT_SEED, **row, **SETTING)
-        furthest = _furthest(rows, source=THIS_REPO, seed=DEFAULT_SEED, **row)
-        spread = _over_seeds(rows, source=THIS_REPO, stage=4, **row, **SETTING)
+        stage4 = _latest(rows, source=THIS_REPO, stage=4, **ONE_RUN, **row, **SETTING)
+        furthest = _furthest(rows, source=THIS_REPO, **ONE_RUN, **row)
+        spread = _over_seeds(rows, source=THIS_REPO, stage=4, precision=FLOAT32, **row, **SETTING)
         lines.append([row_name(row), _published(paper), _published(nbip),
                       f"**{_value(stage4['nll'], stage4['nll_se'])}** ({stage4['active_units']})",
                       f"{spread[0]:.2f} ± {spread[1]:.2f} ({len(spread[2])} seeds)" if spread else "–",
@@ -84,12 +89,11 @@ def _over_seeds(rows, **match):
 def seeds(rows):
     """Every row and stage measured with several seeds: each seed's figure ± its test-set standard error, and the mean
     ± standard deviation over the seeds."""
-    groups = dict.fromkeys((row["layers"], row["objective"], row["k"], row["estimator"],
-                            *(row[key] for key in SETTING), row["stage"])
-                           for row in _matching(rows, source=THIS_REPO))
+    grouped_by = ("layers", "objective", "k", "estimator", *SETTING, "precision", "stage")
+    groups = dict.fromkeys(tuple(row[key] for key in grouped_by) for row in _matching(rows, source=THIS_REPO))
     lines = []
     for group in groups:
-        match = dict(zip(("layers", "objective", "k", "estimator", *SETTING, "stage"), group))
+        match = dict(zip(grouped_by, group))
         spread = _over_seeds(rows, source=THIS_REPO, **match)
         if spread:
             mean, sd, runs = spread
@@ -149,8 +153,8 @@ def two_layers(rows):
     for objective, k, estimator in TABLE1:
         row = {"objective": objective, "k": k, "estimator": estimator}
         paper, nbip, xqding = (_latest(rows, source=source, layers=2, **row) for source in (PAPER, NBIP, XQDING))
-        two = _furthest(rows, source=THIS_REPO, layers=2, seed=DEFAULT_SEED, **row, **TWO_LAYER_SETTING)
-        one = _latest(rows, source=THIS_REPO, layers=1, stage=two["stage"], seed=DEFAULT_SEED, **row,
+        two = _furthest(rows, source=THIS_REPO, layers=2, **ONE_RUN, **row, **TWO_LAYER_SETTING)
+        one = _latest(rows, source=THIS_REPO, layers=1, stage=two["stage"], **ONE_RUN, **row,
                       **TWO_LAYER_SETTING) if two else None
         lines.append([row_name(row), *map(_published, (paper, nbip, xqding)),
                       f"**{_value(two['nll'], two['nll_se'])}** ({two['active_units']}), stage {two['stage']}"
@@ -197,7 +201,7 @@ def figure(rows, path=FIGURE):
     fig = Figure(figsize=(12, 5.5))
     ax = fig.subplots()
     ours = sorted((row for row in rows if row["source"] == THIS_REPO and row["layers"] == 1
-                   and row["seed"] == DEFAULT_SEED), key=lambda row: row["date"])
+                   and all(row[key] == value for key, value in ONE_RUN.items())), key=lambda row: row["date"])
     for index, key in enumerate(TABLE1):
         colour = f"C{index}"
         paper, nbip = (_latest(rows, source=source, layers=1, objective=key[0], k=key[1], estimator=key[2])

@@ -25,7 +25,7 @@ from files import atomic_path, exclusive_lock
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "results" / "burda2015.csv"
 COLUMNS = ("source", "layers", "objective", "k", "estimator", "batch_size", "adam_eps", "init", "adam_beta1", "seed",
-           "stage", "epochs", "nll", "nll_se", "nll_k100", "neg_elbo", "neg_elbo_se", "active_units", "train_minutes",
+           "precision", "stage", "epochs", "nll", "nll_se", "nll_k100", "neg_elbo", "neg_elbo_se", "active_units", "train_minutes",
            "machine", "date", "command", "note")
 THIS_REPO, PAPER, NBIP = "this repo", "Burda et al. 2015 (arXiv v4 Table 1)", "nbip/IWAE (README)"
 XQDING = "xqding/Importance_Weighted_Autoencoders (README)"
@@ -37,7 +37,9 @@ SETTING = {"batch_size": 100, "adam_eps": 1e-8, "init": "torch", "adam_beta1": 0
 BOUND_SAMPLES = 5000  # the literature's k for -log p(x)
 DEFAULT_SEED = config.seed  # the seed of every row measured before seeds were varied; the pages' single-run columns
 # What makes a measured row the same as another: a stage recorded under the same key is not recorded again.
-KEY = ("source", "layers", "objective", "k", "estimator", *SETTING, "seed", "stage")
+KEY = ("source", "layers", "objective", "k", "estimator", *SETTING, "seed", "precision", "stage")
+# A row's training precision, by its --bf16 (the bound is float32 either way).
+PRECISION = {False: "float32", True: "bfloat16"}
 
 
 def read(path=DATA):
@@ -118,6 +120,7 @@ def setting_name(row):
     named += [row["init"]] if row["init"] != SETTING["init"] else []
     named += [f"β1 {row['adam_beta1']:g}"] if row["adam_beta1"] != SETTING["adam_beta1"] else []
     named += [f"seed {row['seed']}"] if row.get("seed", DEFAULT_SEED) != DEFAULT_SEED else []
+    named += ["bfloat16"] if row.get("precision") == PRECISION[True] else []
     return ", ".join(named)
 
 
@@ -133,7 +136,7 @@ def command(row):
     its own."""
     name = row_id(row["layers"], row["objective"], row["k"], row["estimator"])
     return " ".join(["python -m experiments.burda2015", name, "--stages", str(row["stage"] + 1), "--seeds",
-                     str(row["seed"]), *setting_flags(row)])
+                     str(row["seed"]), *setting_flags(row), *(["--bf16"] if row["precision"] == PRECISION[True] else [])])
 
 
 def stage_row(folder, machine, note="", bound_samples=BOUND_SAMPLES):
@@ -154,7 +157,7 @@ def stage_row(folder, machine, note="", bound_samples=BOUND_SAMPLES):
                                              torch.device("cpu"), needs=("history",))
     row = {"source": THIS_REPO, "layers": stored.stochastic_layers, "objective": stored.objective, "k": stored.k,
            "estimator": stored.estimator, **{key: getattr(stored, key) for key in SETTING}, "seed": stored.seed,
-           "stage": stage_of(folder), "epochs": len(checkpoint["history"]),
+           "precision": PRECISION[stored.bf16], "stage": stage_of(folder), "epochs": len(checkpoint["history"]),
            "nll": round(metrics["iw_nll_nats"], 2), "nll_se": round(metrics["iw_nll_se"], 2), "nll_k100": None,
            "neg_elbo": round(metrics["negative_elbo_nats"], 2), "neg_elbo_se": round(metrics["negative_elbo_se"], 2),
            "active_units": "+".join(map(str, metrics.get("active_units_per_layer", [metrics["active_units"]]))),

@@ -64,6 +64,9 @@ def test_each_evaluated_stage_of_a_run_is_recorded_once(tmp_path):
     assert row["command"] == ("python -m experiments.burda2015 iwae-k5 --stages 2 --seeds 7 --batch-size 20 "
                               "--adam-eps 1.2755e-07 --init glorot-mean")
     assert row["train_minutes"] == 2.0 and row["active_units"] == "21" and row["machine"] == "2-core test machine"
+    assert row["precision"] == "float32"
+    assert results.command(dict(row, precision="bfloat16")) == row["command"] + " --bf16"
+    assert results.setting_name(dict(row, precision="bfloat16")).endswith(", seed 7, bfloat16")
     assert results.record(evaluated_rows(run), data) == []  # already there
     assert len(results.read(data)) == 2
 
