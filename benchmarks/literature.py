@@ -7,7 +7,7 @@ default VAE and for Burda et al.'s (2015) 784-200-200-50 tanh VAE on dynamically
 bfloat16 matrix units meet large multiplies); then the importance-weighted bound on Burda's network against its
 decoder's multiplies, and written by hand.
 
-    python -m benchmarks.literature                 # MNIST, k = 5000; about 2 minutes on 2 CPU cores
+    python -m benchmarks.literature                 # MNIST, k = 5000; a few minutes on 2 CPU cores
 """
 import math
 
