@@ -21,6 +21,7 @@ import argparse  # noqa: E402
 import concurrent.futures  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import shlex  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
@@ -294,7 +295,7 @@ def run_slurm(specs, args, progress):
     executor = submitit.AutoExecutor(folder=logs, cluster="slurm")
     executor.update_parameters(name="burda2015", timeout_min=args.slurm_time or 24 * 60, nodes=1, tasks_per_node=1,
                                cpus_per_task=1, gpus_per_node=args.gpus_per_job or 0,
-                               slurm_setup=[f"cd {ROOT}"],  # where experiments.job is imported from
+                               slurm_setup=[f"cd {shlex.quote(str(ROOT))}"],  # where experiments.job is imported from
                                **({"slurm_partition": args.slurm_partition} if args.slurm_partition else {}))
     jobs = []
     for spec in specs:
