@@ -47,7 +47,8 @@ stochastic_layers: ("the VAE's stochastic layers: 1 (z) | 2 (Burda et al. 2015: 
 top_latent_dims: "with --stochastic-layers 2: size of the top stochastic layer z2 (Burda et al.: 50)" = 50
 top_hidden_dims: ("with --stochastic-layers 2: width of the hidden layers of q(z2|z1) and p(z1|z2), --hidden-layers "
                   "each (Burda et al.: 2 of 100)") = 100
-estimator: "the IWAE's encoder gradient: standard | dreg (doubly reparameterised, Tucker et al. 2018)" = "standard"
+estimator: ("the IWAE's encoder gradient: standard | dreg (doubly reparameterised, Tucker et al. 2018) | stl (sticking the "
+            "landing, Roeder et al. 2017: q's parameters held in log q, biased for k > 1)") = "standard"
 # evaluation
 iw_samples: "importance samples per image for the VAE's -log p(x) bound (Burda et al. 2015)" = 1000
 start: "visualize.py: class of the first image of the interpolation" = 0
@@ -72,7 +73,7 @@ LIKELIHOODS = ("gaussian", "bernoulli")
 BINARIZE = ("none", "dynamic", "static")
 ACTIVATIONS = ("relu", "tanh")
 OBJECTIVES = ("elbo", "iwae")
-ESTIMATORS = ("standard", "dreg")
+ESTIMATORS = ("standard", "dreg", "stl")
 INITS = ("torch", "glorot", "glorot-mean")
 # Settings of the machine a script runs on, not of the trained model: never taken from a checkpoint.
 RUNTIME_KEYS = ("device", "data_root", "ckpt_dir", "plot_dir")
@@ -139,8 +140,8 @@ def parse(keys, argv=None, description=None, script_defaults=None, prog=None, pa
     if cfg.binarize != "none" and cfg.likelihood != "bernoulli":
         raise UserError(f"--binarize {cfg.binarize} makes 0/1 pixels, whose likelihood is Bernoulli: "
                         "add --likelihood bernoulli")
-    if cfg.estimator == "dreg" and cfg.objective != "iwae":
-        raise UserError("--estimator dreg is a gradient of the importance-weighted bound: add --objective iwae")
+    if cfg.estimator != "standard" and cfg.objective != "iwae":
+        raise UserError(f"--estimator {cfg.estimator} is a gradient of the importance-weighted bound: add --objective iwae")
     if cfg.objective == "iwae" and cfg.beta != 1:
         raise UserError(f"--beta {cfg.beta:g} weights the ELBO's KL; the IWAE's bound has no KL term to weight: "
                         "leave --beta at 1 with --objective iwae")

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from layers import hidden_stack
-from objectives import PIXELS, binary_cross_entropy, gaussian_kl, gaussian_log_density, iwae_loss, squared_error
+from objectives import HELD_IN_LOG_Q, PIXELS, binary_cross_entropy, gaussian_kl, gaussian_log_density, iwae_loss, squared_error
 
 
 def _full(output):
@@ -100,7 +100,7 @@ class VariationalAutoEncoder(AutoEncoder):
         recon = self.reconstruction_loss(self.decode_logits(z), x)  # (B, k)
         kl = gaussian_kl(mu, logvar)
         if self.objective == "iwae":
-            per_image = iwae_loss(recon, z, noise, std, logvar, dreg=self.estimator == "dreg")
+            per_image = iwae_loss(recon, z, noise, std, logvar, self.estimator)
         else:
             per_image = recon.mean(1) + self.beta * kl
         return per_image.mean() / PIXELS, recon.mean(1), kl
@@ -141,7 +141,7 @@ class TwoLayerVAE(VariationalAutoEncoder):
     def decode_logits(self, z2):
         return self.decoder(self.prior_of_z1(z2)[0])
 
-    def log_weights(self, x, k, dreg=False):
+    def log_weights(self, x, k, estimator="standard"):
         """(log w, the reconstruction loss as trained), (B, k) each, for k samples (z1, z2) ~ q(z1|x) q(z2|z1):
         log w = log p(x|z1) + log p(z1|z2) + log p(z2) - log q(z1|x) - log q(z2|z1), every term sampled (the
         Gaussians' log 2 pi terms cancel), log p(x|z1) as trained (-reconstruction loss).
@@ -149,14 +149,16 @@ class TwoLayerVAE(VariationalAutoEncoder):
         dreg: Tucker et al.'s (2018) gradient for the hierarchy (docs/objective.md derives it): log q reads the
         encoders' weights held fixed, and the gradient reaching z2, and z1 where log w reads it directly (its path
         through z2's sampling carries z2's), is scaled by w~_i once more: w~_i^2 to every encoder weight, w~_i kept
-        by the decoders, whose gradients pass through no sample."""
+        by the decoders, whose gradients pass through no sample. stl: the encoders' weights held in log q, no more.
+        The estimator is "standard", "dreg" or "stl" (config.ESTIMATORS)."""
+        dreg = estimator == "dreg"
         mu1, logvar1 = self.posterior(x)  # (B, latent) each
         noise1 = torch.randn(len(x), k, self.latent_dims, dtype=mu1.dtype, device=mu1.device)
         z1 = mu1[:, None] + torch.exp(0.5 * logvar1)[:, None] * noise1  # (B, k, latent)
         mu2, logvar2 = self.upper_posterior(z1)  # (B, k, top) each
         z2 = mu2 + torch.exp(0.5 * logvar2) * torch.randn_like(mu2)
         read = z1.view_as(z1) if dreg else z1  # z1 where log w reads it directly: its own node for the hook
-        if dreg:
+        if estimator in HELD_IN_LOG_Q:
             held = {name: {key: value.detach() for key, value in getattr(self, name).named_parameters()}
                     for name in ("upper_encoder", "to_top_latent", "to_top_logvar")}
             mu1, logvar1 = mu1.detach(), logvar1.detach()
@@ -174,7 +176,7 @@ class TwoLayerVAE(VariationalAutoEncoder):
 
     def forward(self, x):
         """As the one-layer VAE's; kl is the sampled log q - log p of both layers, averaged over the k samples."""
-        log_weights, recon = self.log_weights(x, self.k, dreg=self.estimator == "dreg")
+        log_weights, recon = self.log_weights(x, self.k, self.estimator)
         kl = -(log_weights + recon).mean(1)  # (B,)
         if self.objective == "iwae":
             per_image = math.log(self.k) - torch.logsumexp(log_weights, 1)

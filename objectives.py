@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 PIXELS = 28 * 28
+HELD_IN_LOG_Q = ("dreg", "stl")  # the estimators that read q's parameters held fixed inside log q
 
 
 def squared_error(logits, x):
@@ -79,17 +80,20 @@ def gaussian_log_density_per_dimension(z, mean, logvar):
     return -0.5 * ((z - mean).square() * torch.exp(-logvar) + logvar)
 
 
-def iwae_loss(recon, z, noise, std, logvar, dreg=False):
+def iwae_loss(recon, z, noise, std, logvar, estimator="standard"):
     """-log (1/k) sum_i w_i per image, (B,): the negative importance-weighted bound of Burda et al. 2015, with
     w_i = p(x|z_i) p(z_i) / q(z_i|x) for the k samples z (B, k, latent) drawn as mu + std * noise, and recon
     (B, k) the reconstruction loss -log p(x|z_i) as trained. k = 1 is the ELBO with its KL sampled, not closed-form.
 
-    dreg: the encoder's gradient is the doubly reparameterised estimator of Tucker, Lawson, Gu & Maddison 2018:
-    q's parameters are held fixed inside log q (so no score-function term) and the gradient that reaches
-    each z_i, w~_i d log w_i / dz_i with w~ the normalised weights, is scaled by w~_i once more. The loss's value and
-    the decoder's gradient are exactly those of the standard estimator.
+    estimator "dreg": the encoder's gradient is the doubly reparameterised estimator of Tucker, Lawson, Gu & Maddison
+    2018: q's parameters are held fixed inside log q (so no score-function term) and the gradient that reaches each
+    z_i, w~_i d log w_i / dz_i with w~ the normalised weights, is scaled by w~_i once more. "stl": sticking the
+    landing (Roeder, Wu & Duvenaud 2017), q's parameters held inside log q and nothing more: sum_i w~_i d log w_i /
+    dz_i dz_i / dphi, which drops a term of nonzero mean for k > 1 (biased, Tucker et al. 2018). Either way the loss's
+    value and the decoder's gradient are exactly those of the standard estimator.
     """
-    if dreg:
+    dreg = estimator == "dreg"
+    if estimator in HELD_IN_LOG_Q:
         # noise + 0 in value, but with (z - mu) / std's gradient in z, and logvar fixed: log q with q's parameters held.
         noise, logvar = noise + (z - z.detach()) / std.detach()[:, None], logvar.detach()
     log_weights = -recon - sampled_kl(noise, z, logvar)  # (B, k)

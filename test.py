@@ -22,7 +22,7 @@ from metrics import measure  # noqa: E402
 
 def trained_as(metrics):
     """The VAE's training objective in a few words, from its metrics: e.g. "IWAE, k = 50, DReG gradient"."""
-    estimator = ", DReG gradient" if metrics["estimator"] == "dreg" else ""
+    estimator = {"dreg": ", DReG gradient", "stl": ", STL gradient"}.get(metrics["estimator"], "")
     layers = ", two stochastic layers" if metrics["stochastic_layers"] == 2 else ""
     return f"{metrics['objective'].upper()}, k = {metrics['k']}{estimator}{layers}"
 

@@ -8,7 +8,7 @@ import re
 from files import atomic_paths
 import statistics
 
-from experiments.results import (DEFAULT_SEED, NBIP, PAPER, ROOT, SETTING, TABLE1, THIS_REPO, XQDING, read, row_name,
+from experiments.results import (DEFAULT_SEED, NBIP, PAPER, ROOT, ROW_ORDER, SETTING, TABLE1, THIS_REPO, XQDING, read, row_name,
                                 setting_name)
 
 FIGURE = ROOT / "plots" / "readme" / "burda2015_table1.png"
@@ -137,7 +137,7 @@ def other_rows(rows):
 
 def _by_row(chosen):
     """Measured rows in Table 1's order, each row's stages in order."""
-    chosen.sort(key=lambda row: (TABLE1.index((row["objective"], row["k"], row["estimator"])), row["stage"]))
+    chosen.sort(key=lambda row: (ROW_ORDER.index((row["objective"], row["k"], row["estimator"])), row["stage"]))
     return _measured(chosen, "row, setting", lambda row: f"{row_name(row)}, {setting_name(row)}")
 
 

@@ -32,6 +32,9 @@ XQDING = "xqding/Importance_Weighted_Autoencoders (README)"
 # Table 1's rows, in the paper's order: (objective, k, estimator).
 TABLE1 = (("elbo", 1, "standard"), ("elbo", 5, "standard"), ("elbo", 50, "standard"), ("iwae", 5, "standard"),
           ("iwae", 50, "standard"), ("iwae", 50, "dreg"))
+# Rows beyond the paper's table, after it in the pages: the IWAE with k = 50 under sticking the landing.
+ROW_ORDER = TABLE1 + (("iwae", 50, "stl"),)
+ESTIMATOR_NAMES = {"dreg": "DReG", "stl": "STL"}
 # The row's setting beyond Table 1's row, with the experiments command's defaults: what its flags change.
 SETTING = {"batch_size": 100, "adam_eps": 1e-8, "init": "torch", "adam_beta1": 0.9}
 BOUND_SAMPLES = 5000  # the literature's k for -log p(x)
@@ -97,19 +100,19 @@ def key_of(row):
 def row_id(layers, objective, k, estimator):
     """A row's name on the command line and in its run folder's: "vae-k1", "two-layers-iwae-k50-dreg"."""
     return f"{'two-layers-' if layers == 2 else ''}{'iwae' if objective == 'iwae' else 'vae'}-k{k}" \
-           f"{'-dreg' if estimator == 'dreg' else ''}"
+           f"{'' if estimator == 'standard' else '-' + estimator}"
 
 
 # Every row of Table 1 by name, and the named sets of rows.
-ROWS = {row_id(layers, *row): (layers, *row) for layers in (1, 2) for row in TABLE1}
-ROW_SETS = {"one-layer": [name for name, row in ROWS.items() if row[0] == 1],
-            "two-layers": [name for name, row in ROWS.items() if row[0] == 2], "all": list(ROWS)}
+ROWS = {row_id(layers, *row): (layers, *row) for layers in (1, 2) for row in ROW_ORDER}
+ROW_SETS = {"one-layer": [row_id(1, *row) for row in TABLE1], "two-layers": [row_id(2, *row) for row in TABLE1]}
+ROW_SETS["all"] = ROW_SETS["one-layer"] + ROW_SETS["two-layers"]
 
 
 def row_name(row):
     """Table 1's name of a row: "VAE, k = 50", "IWAE, k = 50, DReG"."""
-    dreg = ", DReG" if row["estimator"] == "dreg" else ""
-    return f"{'IWAE' if row['objective'] == 'iwae' else 'VAE'}, k = {row['k']}{dreg}"
+    estimator = f", {ESTIMATOR_NAMES[row['estimator']]}" if row["estimator"] in ESTIMATOR_NAMES else ""
+    return f"{'IWAE' if row['objective'] == 'iwae' else 'VAE'}, k = {row['k']}{estimator}"
 
 
 def setting_name(row):

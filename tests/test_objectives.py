@@ -93,12 +93,14 @@ def test_dreg_leaves_the_loss_and_the_decoders_gradient_exactly_as_they_were():
     assert not torch.allclose(standard_grads["to_logvar.weight"], dreg_grads["to_logvar.weight"])
 
 
-def test_the_dreg_encoder_gradient_is_tucker_et_als_formula_computed_directly():
-    """Tucker et al. 2018: the encoder's gradient is -sum_i w~_i^2 d log w_i / dphi through z_i only, with
-    w~ the normalised weights held constant and log q's parameters held fixed; here built from torch.distributions
-    and torch.func.functional_call, in float64, and compared with the model's loss.backward()."""
+@pytest.mark.parametrize("estimator, power", [("dreg", 2), ("stl", 1)])
+def test_the_dreg_and_stl_encoder_gradients_are_their_formulas_computed_directly(estimator, power):
+    """Tucker et al. 2018: DReG's encoder gradient is -sum_i w~_i^2 d log w_i / dphi through z_i only, with
+    w~ the normalised weights held constant and log q's parameters held fixed; sticking the landing's (Roeder et al.
+    2017) is the same with w~_i in place of w~_i^2. Here built from torch.distributions and
+    torch.func.functional_call, in float64, and compared with the model's loss.backward()."""
     x = binary_images(count=3).double()
-    model = tiny_vae(objective="iwae", k=4, estimator="dreg").double()
+    model = tiny_vae(objective="iwae", k=4, estimator=estimator).double()
     gradients_as_trained = gradients(model, x, seed=7)
     torch.manual_seed(7)
     noise = torch.randn(len(x), model.k, model.latent_dims, dtype=torch.float64)  # as the model's forward draws it
@@ -121,7 +123,7 @@ def test_the_dreg_encoder_gradient_is_tucker_et_als_formula_computed_directly():
                    + Normal(0.0, 1.0).log_prob(z).sum(-1)
                    - Normal(held_mu[:, None], torch.exp(0.5 * held_logvar)[:, None]).log_prob(z).sum(-1))  # (B, k)
     normalised = torch.softmax(log_weights.detach(), -1)
-    surrogate = -(normalised.square() * log_weights).sum() / (len(x) * PIXELS)  # the model's loss is a mean per pixel
+    surrogate = -(normalised.pow(power) * log_weights).sum() / (len(x) * PIXELS)  # the model's loss: a mean per pixel
     direct = torch.autograd.grad(surrogate, list(encoder.values()))
     for name, gradient in zip(encoder, direct):
         assert torch.allclose(gradients_as_trained[name], gradient, rtol=0, atol=1e-10), name
@@ -144,6 +146,18 @@ def test_dreg_estimates_the_same_encoder_gradient_with_less_variance():
     difference = (standard.mean(0) - dreg.mean(0)).abs()
     assert (difference <= 5 * standard_error + 1e-6).all()  # unbiased: the means agree to their Monte-Carlo noise
     assert dreg.var(0).sum() < 0.5 * standard.var(0).sum()
+
+
+def test_stl_is_unbiased_with_one_sample_and_biased_with_five():
+    """With k = 1 the dropped score-function term has mean zero (Roeder et al. 2017); with k > 1 it does not, and
+    STL's mean encoder gradient moves off the standard estimator's (Tucker et al. 2018), by many standard errors."""
+    x = binary_images(count=2)
+    for k, agrees in ((1, True), (5, False)):
+        standard = encoder_gradients(tiny_vae(objective="iwae", k=k), x, draws=1000)
+        stl = encoder_gradients(tiny_vae(objective="iwae", k=k, estimator="stl"), x, draws=1000)
+        standard_error = ((standard.var(0) + stl.var(0)) / len(standard)).sqrt()
+        gap = ((standard.mean(0) - stl.mean(0)).abs() / (standard_error + 1e-12)).max()
+        assert (gap < 5) if agrees else (gap > 7), (k, gap)
 
 
 def test_the_k_samples_keep_the_default_single_sample_draws():

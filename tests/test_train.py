@@ -173,6 +173,7 @@ def test_resume_refuses_another_objective_k_or_estimator_and_takes_a_new_adam_ep
 @pytest.mark.parametrize("flags, phrase", [
     (("--k", "5"), "--k 5: the objective, k, estimator and stochastic layers are the VAE's (the AE draws no samples); add --model vae"),
     (("--model", "vae", "--estimator", "dreg"), "--estimator dreg is a gradient of the importance-weighted bound"),
+    (("--model", "vae", "--estimator", "stl"), "--estimator stl is a gradient of the importance-weighted bound"),
     (("--model", "vae", "--objective", "iwae", "--beta", "2"), "leave --beta at 1 with --objective iwae"),
     (("--model", "vae", "--objective", "vae"), "unknown objective 'vae': choose one of elbo, iwae"),
     (("--model", "vae", "--adam-eps", "0"), "--adam-eps must be positive, got 0.0"),

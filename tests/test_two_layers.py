@@ -90,18 +90,20 @@ def gradients(model, x, seed):
     return {name: parameter.grad.clone() for name, parameter in model.named_parameters()}
 
 
-def test_the_dreg_encoder_gradient_is_the_hierarchys_formula_computed_directly():
-    """-sum_i w~_i^2 log w_i with w~ held and the encoders' weights detached inside log q (z1 live where it feeds
-    q(z2|z1) and p(z1|z2)), differentiated with torch.func, float64, against the model's loss.backward()."""
+@pytest.mark.parametrize("estimator, power", [("dreg", 2), ("stl", 1)])
+def test_the_dreg_and_stl_encoder_gradients_are_the_hierarchys_formulas_computed_directly(estimator, power):
+    """-sum_i w~_i^power log w_i with w~ held and the encoders' weights detached inside log q (z1 live where it feeds
+    q(z2|z1) and p(z1|z2)): DReG's with w~_i^2, sticking the landing's with w~_i; differentiated with torch.func,
+    float64, against the model's loss.backward()."""
     x = binary_images(count=3).double()
-    model = two_layer_vae(objective="iwae", k=4, estimator="dreg").double()
+    model = two_layer_vae(objective="iwae", k=4, estimator=estimator).double()
     as_trained = gradients(model, x, seed=7)
     weights = dict(model.named_parameters())
     held = {name: value.detach() if name.startswith(ENCODERS) else value for name, value in weights.items()}
     log_weights = direct_log_weights(model, x, *noise_as_drawn(model, x, 4, seed=7, dtype=torch.float64), weights,
                                      held)
     normalised = torch.softmax(log_weights.detach(), -1)
-    surrogate = -(normalised.square() * log_weights).sum() / (len(x) * PIXELS)
+    surrogate = -(normalised.pow(power) * log_weights).sum() / (len(x) * PIXELS)
     encoder = {name: value for name, value in weights.items() if name.startswith(ENCODERS)}
     for name, gradient in zip(encoder, torch.autograd.grad(surrogate, list(encoder.values()))):
         assert torch.allclose(as_trained[name], gradient, rtol=0, atol=1e-10), name
