@@ -164,10 +164,6 @@ def test_override():
 
 def check_run_folder(spec):
     """Refuse a run folder that holds another run, or a damaged checkpoint or metrics file, before any work."""
-    import torch
-
-    import checkpoints
-
     folder = Path(spec["folder"])
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{folder} is not a run folder: it is a file; move it away")
@@ -175,8 +171,7 @@ def check_run_folder(spec):
         return
     held = [folder / "ckpts"] + results.stage_folders(folder)
     for checkpoint_folder in [path for path in held if (path / "mnist_vae.pt").exists()]:
-        _, checkpoint, stored = checkpoints.load(SimpleNamespace(ckpt_dir=checkpoint_folder, dataset="mnist"), "vae",
-                                                 {}, torch.device("cpu"), needs=("history",))
+        _, stored = results.read_checkpoint(checkpoint_folder)
         other = [f"{key} {getattr(stored, key)}" for key in ROW_KEYS + tuple(results.SETTING) + ("seed",)
                  if getattr(stored, key) != spec[key]]
         other += [f"precision {results.PRECISION[stored.bf16]}"] if results.PRECISION[stored.bf16] != spec["precision"] \
@@ -196,9 +191,9 @@ def main():
     check_writable(args.runs, "--runs")
     for spec in specs:
         check_run_folder(spec)
-    to_do = [spec for spec in specs if set(range(spec["stages"])) - job.recorded_stages(spec, rows)]
+    to_do = [spec for spec in specs if job.stages_to_do(spec, rows)]
     for spec in specs:
-        done = len(job.recorded_stages(spec, rows) & set(range(spec["stages"])))
+        done = spec["stages"] - len(job.stages_to_do(spec, rows))
         print(f"{spec['row']}, seed {spec['seed']}: {done} of {spec['stages']} stages recorded; log "
               f"{Path(spec['folder']) / job.LOG}")
     if not to_do:
@@ -237,8 +232,8 @@ class Progress:
 
     def _recorded(self):
         rows = results.read(self.path)
-        return {(spec["row"], spec["seed"], row["stage"]): row for spec in self.specs for row in rows
-                if results.key_of(row)[:-1] == job.spec_key(spec) and row["stage"] < spec["stages"]}
+        return {(spec["row"], spec["seed"], stage): row for spec in self.specs
+                for stage, row in job.recorded(spec, rows).items()}
 
     def update(self):
         now = self._recorded()

@@ -36,14 +36,15 @@ def learning_rate(stage):
     return 1e-3 * 10 ** (-stage / 7)
 
 
-def recorded_stages(spec, rows):
-    """The stages of this job that the data already holds."""
-    return {row["stage"] for row in rows if results.key_of(row)[:-1] == spec_key(spec)}
+def recorded(spec, rows):
+    """The job's stages that the data already holds: {stage: its row}."""
+    key = tuple(results.THIS_REPO if key == "source" else spec[key] for key in results.KEY[:-1])  # all but the stage
+    return {row["stage"]: row for row in rows if results.key_of(row)[:-1] == key and row["stage"] < spec["stages"]}
 
 
-def spec_key(spec):
-    """The data's KEY of this job's rows, but the stage."""
-    return tuple(results.THIS_REPO if key == "source" else spec[key] for key in results.KEY[:-1])
+def stages_to_do(spec, rows):
+    """The job's stages that the data does not hold yet, in order."""
+    return sorted(set(range(spec["stages"])) - recorded(spec, rows).keys())
 
 
 def run(spec):
@@ -59,7 +60,7 @@ def run(spec):
 
 
 def _run(spec, folder, log):
-    todo = sorted(set(range(spec["stages"])) - recorded_stages(spec, results.read(spec["results"])))
+    todo = stages_to_do(spec, results.read(spec["results"]))
     if not todo:
         return
     machine = spec["machine"] or results.this_machine()

@@ -144,10 +144,6 @@ def command(row):
 
 def stage_row(folder, machine, note="", bound_samples=BOUND_SAMPLES):
     """The data row of one evaluated stage folder, or None where test.py has not written its metrics there."""
-    import torch  # here: the pages need no torch
-
-    import checkpoints
-
     folder = Path(folder)
     metrics_file = folder / "mnist_vae_metrics.json"
     if not metrics_file.is_file() or not (folder / "mnist_vae.pt").is_file():
@@ -156,8 +152,7 @@ def stage_row(folder, machine, note="", bound_samples=BOUND_SAMPLES):
     if metrics["iw_samples"] != bound_samples:
         raise UserError(f"{metrics_file} has the bound with k = {metrics['iw_samples']}; the table's is k = "
                         f"{bound_samples}: rerun test.py on {folder} with --iw-samples {bound_samples}")
-    _, checkpoint, stored = checkpoints.load(SimpleNamespace(ckpt_dir=folder, dataset="mnist"), "vae", {},
-                                             torch.device("cpu"), needs=("history",))
+    checkpoint, stored = read_checkpoint(folder)
     row = {"source": THIS_REPO, "layers": stored.stochastic_layers, "objective": stored.objective, "k": stored.k,
            "estimator": stored.estimator, **{key: getattr(stored, key) for key in SETTING}, "seed": stored.seed,
            "precision": PRECISION[stored.bf16], "stage": stage_of(folder), "epochs": len(checkpoint["history"]),
@@ -168,6 +163,17 @@ def stage_row(folder, machine, note="", bound_samples=BOUND_SAMPLES):
            "machine": machine, "date": datetime.date.fromtimestamp(metrics_file.stat().st_mtime).isoformat(),
            "note": note}
     return {**row, "command": command(row)}
+
+
+def read_checkpoint(folder):
+    """(the checkpoint, its config) of the VAE in a run's or stage's folder, read and checked by checkpoints.py."""
+    import torch  # here: the pages need no torch
+
+    import checkpoints
+
+    _, checkpoint, stored = checkpoints.load(SimpleNamespace(ckpt_dir=folder, dataset="mnist"), "vae", {},
+                                             torch.device("cpu"), needs=("history",))
+    return checkpoint, stored
 
 
 METRICS_NEEDED = ("iw_samples", "iw_nll_nats", "iw_nll_se", "negative_elbo_nats", "negative_elbo_se", "active_units")
