@@ -185,6 +185,18 @@ class TwoLayerVAE(VariationalAutoEncoder):
         return per_image.mean() / PIXELS, recon.mean(1), kl
 
 
+# The modules of the inference network q (the encoders); every other module is the generative network p's.
+INFERENCE_MODULES = ("encoder", "to_latent", "to_logvar", "upper_encoder", "to_top_latent", "to_top_logvar")
+
+
+def network_parameters(model):
+    """The VAE's parameters by network: {"inference": [q's], "generative": [p's]}, each in the model's order."""
+    networks = {"inference": [], "generative": []}
+    for name, parameter in model.named_parameters():
+        networks["inference" if name.split(".")[0] in INFERENCE_MODULES else "generative"].append(parameter)
+    return networks
+
+
 MODEL_CLASSES = {"ae": AutoEncoder, "vae": VariationalAutoEncoder}
 # The constructor's arguments, named once (in its signature): what a checkpoint stores to rebuild the model.
 MODEL_ARGS = tuple(inspect.signature(AutoEncoder).parameters)

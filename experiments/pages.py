@@ -1,19 +1,22 @@
-"""The pages' tables and the Table 1 figure, written from results/burda2015.csv (experiments/results.py): each
-generated table sits between two markers on its page, and nothing inside them is written by hand.
+"""The pages' tables and figures, written from the data in results/: Table 1 from results/burda2015.csv
+(experiments/results.py), the gradients' SNR from results/snr.csv (experiments/snr_data.py). Each generated block
+sits between two markers on its page, and nothing inside them is written by hand.
 
-    python -m experiments.pages      # rewrite README.md's and docs/literature.md's tables and the figure
+    python -m experiments.pages      # rewrite the tables of README.md, docs/literature.md and docs/snr.md, and the figures
 """
 import re
 
-from files import atomic_paths
 import statistics
+
+from experiments import snr_data
+from files import atomic_paths
 
 from experiments.results import (DEFAULT_SEED, NBIP, PAPER, ROOT, ROW_ORDER, SETTING, TABLE1, THIS_REPO, XQDING, read, row_name,
                                 setting_name)
 
 FIGURE = ROOT / "plots" / "readme" / "burda2015_table1.png"
-PAGES = (ROOT / "README.md", ROOT / "docs" / "literature.md")
-BEGIN, END = "<!-- generated from results/burda2015.csv by `python -m experiments.pages`: {} -->", \
+PAGES = (ROOT / "README.md", ROOT / "docs" / "literature.md", ROOT / "docs" / "snr.md")
+BEGIN, END = "<!-- generated from the data in results/ by `python -m experiments.pages`: {} -->", \
     "<!-- end of generated table -->"
 
 
@@ -184,10 +187,15 @@ TABLES = {"table1": table1, "settings-at-stage-4": settings_at_stage4, "schedule
           "published": published}
 
 
-def render(page_text, rows):
-    """The page with each generated block rewritten from the data."""
+def render(page_text, rows, snr_rows=None):
+    """The page with each generated block rewritten from the data: Table 1's `rows`, and the SNR's (by default,
+    results/snr.csv's)."""
+    snr_rows = snr_data.read() if snr_rows is None else snr_rows
+
     def block(match):
-        return f"{BEGIN.format(match[1])}\n{TABLES[match[1]](rows)}\n{END}"
+        name = match[1]
+        text = TABLES[name](rows) if name in TABLES else snr_data.TABLES[name](snr_rows)
+        return f"{BEGIN.format(name)}\n{text}\n{END}"
 
     pattern = re.escape(BEGIN).replace(r"\{\}", r"([\w-]+)") + r"\n.*?" + re.escape(END)
     return re.sub(pattern, block, page_text, flags=re.S)
@@ -229,12 +237,15 @@ def figure(rows, path=FIGURE):
     fig.savefig(path, dpi=100)
 
 def main():
-    rows = read()
-    with atomic_paths([*PAGES, FIGURE]) as temporaries:  # the pages and the figure all new, or all as they were
+    rows, snr_rows = read(), snr_data.read()
+    figures = (FIGURE, snr_data.FIGURE)
+    with atomic_paths([*PAGES, *figures]) as temporaries:  # the pages and the figures all new, or all as they were
         for page, temporary in zip(PAGES, temporaries):
-            temporary.write_text(render(page.read_text(), rows))
-        figure(rows, temporaries[-1])
-    print(f"wrote the tables of {', '.join(str(page.relative_to(ROOT)) for page in PAGES)} and {FIGURE.relative_to(ROOT)}")
+            temporary.write_text(render(page.read_text(), rows, snr_rows))
+        figure(rows, temporaries[len(PAGES)])
+        snr_data.figure(snr_rows, temporaries[len(PAGES) + 1])
+    print(f"wrote the tables of {', '.join(str(page.relative_to(ROOT)) for page in PAGES)} and the figures "
+          f"{', '.join(str(path.relative_to(ROOT)) for path in figures)}")
 
 
 if __name__ == "__main__":

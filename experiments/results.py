@@ -153,9 +153,7 @@ def stage_row(folder, machine, note="", bound_samples=BOUND_SAMPLES):
         raise UserError(f"{metrics_file} has the bound with k = {metrics['iw_samples']}; the table's is k = "
                         f"{bound_samples}: rerun test.py on {folder} with --iw-samples {bound_samples}")
     checkpoint, stored = read_checkpoint(folder)
-    row = {"source": THIS_REPO, "layers": stored.stochastic_layers, "objective": stored.objective, "k": stored.k,
-           "estimator": stored.estimator, **{key: getattr(stored, key) for key in SETTING}, "seed": stored.seed,
-           "precision": PRECISION[stored.bf16], "stage": stage_of(folder), "epochs": len(checkpoint["history"]),
+    row = {**trained_row(checkpoint, stored, stage_of(folder)),
            "nll": round(metrics["iw_nll_nats"], 2), "nll_se": round(metrics["iw_nll_se"], 2), "nll_k100": None,
            "neg_elbo": round(metrics["negative_elbo_nats"], 2), "neg_elbo_se": round(metrics["negative_elbo_se"], 2),
            "active_units": "+".join(map(str, metrics.get("active_units_per_layer", [metrics["active_units"]]))),
@@ -163,6 +161,13 @@ def stage_row(folder, machine, note="", bound_samples=BOUND_SAMPLES):
            "machine": machine, "date": datetime.date.fromtimestamp(metrics_file.stat().st_mtime).isoformat(),
            "note": note}
     return {**row, "command": command(row)}
+
+
+def trained_row(checkpoint, stored, stage):
+    """What names a checkpoint of the table in the data: its row, setting, seed, precision, stage and epochs."""
+    return {"source": THIS_REPO, "layers": stored.stochastic_layers, "objective": stored.objective, "k": stored.k,
+            "estimator": stored.estimator, **{key: getattr(stored, key) for key in SETTING}, "seed": stored.seed,
+            "precision": PRECISION[stored.bf16], "stage": stage, "epochs": len(checkpoint["history"])}
 
 
 def read_checkpoint(folder):

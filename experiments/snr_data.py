@@ -1,0 +1,190 @@
+"""The gradients' SNR as data: results/snr.csv, which experiments/snr.py measures, and what the pages show of it (the
+slopes' table, the sentences and the figure, written by `python -m experiments.pages`). No torch here.
+"""
+import csv
+import math
+from pathlib import Path
+
+from cli import UserError
+from experiments.results import ROOT, row_name, setting_name
+from files import atomic_path, exclusive_lock
+
+DATA = ROOT / "results" / "snr.csv"
+FIGURE = ROOT / "plots" / "readme" / "snr.png"
+COLUMNS = ("checkpoint", "trained_by", "stage", "epochs", "estimator", "network", "k", "snr", "snr_se", "parameters",
+           "images", "draws", "seed", "machine", "date", "command")
+INTEGERS = ("stage", "epochs", "k", "parameters", "images", "draws", "seed")
+NAMES = {"standard": "standard", "stl": "STL", "dreg": "DReG"}
+# What the papers say of each slope of log SNR against log k. The generative network's gradient is the same under
+# all three estimators (they differ in the encoder's only), so it has one line.
+PAPERS = {("standard", "inference"): "−1/2 for large k (Rainforth et al., Theorem 1)",
+          ("stl", "inference"): "not given (biased for k > 1: Tucker et al.)",
+          ("dreg", "inference"): "rises with k (Tucker et al.)",
+          ("standard", "generative"): "+1/2 for large k (Rainforth et al., Theorem 1)"}
+TRAINED_K = 50  # the table's IWAE rows train with k = 50: the sentences compare the estimators there
+
+
+def read(path=DATA):
+    """The rows of the SNR data, typed; none where the file does not exist yet."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        with open(path, newline="") as stream:
+            reader = csv.DictReader(stream)
+            if tuple(reader.fieldnames or ()) != COLUMNS:
+                raise ValueError(f"its columns are not {', '.join(COLUMNS)}")
+            return [{**row, **{key: int(row[key]) if row[key] else None for key in INTEGERS},
+                     "snr": float(row["snr"]), "snr_se": float(row["snr_se"])} for row in reader]
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot read the SNR data {path}: {error}") from None
+
+
+def replace(new_rows, path=DATA):
+    """Put `new_rows` in the data in place of every earlier row of their checkpoints, whole or not at all, under a
+    lock beside the file (measurements that finish together both land)."""
+    path = Path(path)
+    measured = {row["checkpoint"] for row in new_rows}
+    with exclusive_lock(path.with_name(f".{path.name}.lock"), wait=True):
+        rows = [row for row in read(path) if row["checkpoint"] not in measured] + list(new_rows)
+        with atomic_path(path) as temporary, open(temporary, "w", newline="") as stream:
+            writer = csv.DictWriter(stream, COLUMNS, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows({key: f"{row[key]:.6g}" if key in ("snr", "snr_se") else
+                              "" if row[key] is None else row[key] for key in COLUMNS} for row in rows)
+
+
+def checkpoint_name(trained):
+    """A checkpoint of the table's runs in words: "IWAE, k = 50, batch 100, ε 1e-08, seed 1, stage 1"."""
+    where = f"stage {trained['stage']}" if trained["stage"] is not None else f"{trained['epochs']} epochs"
+    return f"{row_name(trained)}, {setting_name(trained)}, {where}"
+
+
+def slope(points):
+    """(slope, its standard error) of the least-squares line through (log10 k, log10 SNR) for the (k, SNR) points;
+    the error from the residuals, so None for fewer than three points."""
+    xs, ys = zip(*((math.log10(k), math.log10(snr)) for k, snr in points))
+    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+    spread = sum((x - mean_x) ** 2 for x in xs)
+    fitted = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / spread
+    if len(xs) < 3:
+        return fitted, None
+    residual = sum((y - mean_y - fitted * (x - mean_x)) ** 2 for x, y in zip(xs, ys)) / (len(xs) - 2)
+    return fitted, math.sqrt(residual / spread)
+
+
+def lines(rows):
+    """{checkpoint: {(estimator, network): [rows by k]}}, checkpoints by epochs, the generative network once."""
+    found = {}
+    for row in sorted(rows, key=lambda row: (row["epochs"], row["k"])):
+        if row["network"] == "inference" or row["estimator"] == "standard":
+            found.setdefault(row["checkpoint"], {}).setdefault((row["estimator"], row["network"]), []).append(row)
+    return found
+
+
+def _slope_text(series):
+    fitted, error = slope([(row["k"], row["snr"]) for row in series])
+    return f"{fitted:+.2f}".replace("-", "−") + (f" ± {error:.2f}" if error is not None else "")
+
+
+def _direction(series):
+    """How a line goes with k, by its slope: "rises", "falls" or "stays flat" (within two standard errors)."""
+    fitted, error = slope([(row["k"], row["snr"]) for row in series])
+    if error is not None and abs(fitted) <= 2 * error:
+        return "stays flat"
+    return "rises" if fitted > 0 else "falls"
+
+
+def _estimator_words(estimator):
+    return "the standard estimator" if estimator == "standard" else NAMES[estimator]
+
+
+def _line_name(estimator, network):
+    return f"{network}, {NAMES[estimator]}" if network == "inference" else f"{network} (every estimator)"
+
+
+def slopes(rows):
+    """The table of fitted slopes: a line per estimator and network, a column per checkpoint, the papers' beside."""
+    found = lines(rows)
+    header = ["network, estimator"] + [f"{checkpoint} (k = {series[0][0]['k']} to {series[0][-1]['k']})"
+                                       for checkpoint, series in ((c, list(s.values())) for c, s in found.items())]
+    body = [[_line_name(*key)] + [_slope_text(found[checkpoint][key]) if key in found[checkpoint] else "–"
+                                  for checkpoint in found] + [PAPERS[key]] for key in PAPERS]
+    return _table(header + ["the papers"], body)
+
+
+def _table(header, body):
+    return "\n".join([f"| {' | '.join(header)} |", f"|{'---|' * len(header)}"] + [f"| {' | '.join(line)} |"
+                                                                                    for line in body])
+
+
+def _at(series, k):
+    return next((row for row in series if row["k"] == k), None)
+
+
+def sentences(rows):
+    """What each checkpoint's measurement says, in numbers from the data: the inference network's SNR at the
+    table's k under DReG and STL against the standard estimator's."""
+    said = []
+    for checkpoint, found in lines(rows).items():
+        standard = _at(found.get(("standard", "inference"), []), TRAINED_K)
+        compared = [(NAMES[estimator], _at(found.get((estimator, "inference"), []), TRAINED_K))
+                    for estimator in ("dreg", "stl")]
+        compared = [(name, row) for name, row in compared if row]
+        directions = "; ".join(
+            f"{_direction(series)} for the {network} network" + (f" under {_estimator_words(estimator)}" if network ==
+                                                                 "inference" else "") + f" ({_slope_text(series)})"
+            for (estimator, network), series in found.items())
+        said.append(f"- {checkpoint}: as k grows, the SNR {directions}.")
+        if standard and compared:
+            said.append(f"  At k = {TRAINED_K}, the inference network's SNR is "
+                        f"{standard['snr']:.3f} ± {standard['snr_se']:.3f} under the standard estimator, " + ", ".join(
+                            f"{row['snr']:.3f} ± {row['snr_se']:.3f} under {name} ({row['snr'] / standard['snr']:.1f} "
+                            "times)" for name, row in compared) + ".")
+    return "\n".join(said) or "No measurement yet."
+
+
+def caption(rows):
+    """Where the figure's figures come from: checkpoints, machines, dates, images, draws and commands."""
+    said = []
+    for checkpoint, found in lines(rows).items():
+        row = next(iter(found.values()))[0]
+        trained = f", trained by `{row['trained_by']}`" if row["trained_by"] else ""
+        said.append(f"- {checkpoint}{trained}: measured on the {row['machine']}, "
+                    f"{row['date']}, on the first {row['images']} MNIST test images, {row['draws']} draws per point, "
+                    f"seed {row['seed']}: `{row['command']}`")
+    return "\n".join(said) or "No measurement yet."
+
+
+TABLES = {"snr-slopes": slopes, "snr-sentences": sentences, "snr-caption": caption}
+
+
+def figure(rows, path=FIGURE):
+    """SNR against k on log-log axes, a panel per checkpoint: a line per estimator for the inference network, one
+    for the generative network, each with its fitted slope; error bars are the jackknife standard errors."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import ScalarFormatter
+
+    found = lines(rows)
+    fig = Figure(figsize=(6 * max(len(found), 1), 4.8))
+    axes = fig.subplots(1, max(len(found), 1), squeeze=False)[0]
+    styles = {("standard", "inference"): ("C0", "o"), ("stl", "inference"): ("C1", "s"),
+              ("dreg", "inference"): ("C2", "^"), ("standard", "generative"): ("black", "D")}
+    for ax, (checkpoint, series) in zip(axes, found.items()):
+        for key, points in series.items():
+            colour, marker = styles[key]
+            ax.errorbar([row["k"] for row in points], [row["snr"] for row in points],
+                        yerr=[row["snr_se"] for row in points], color=colour, marker=marker, markersize=4, capsize=2,
+                        linestyle="--" if key[1] == "generative" else "-",
+                        label=f"{_line_name(*key)}: slope {_slope_text(points)}")
+        ax.set(xscale="log", yscale="log", xlabel="k, samples of z per image", title=checkpoint)
+        ax.title.set_fontsize(9)
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(ScalarFormatter())
+        ax.tick_params(axis="y", which="minor", labelsize=7)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("SNR: mean over parameters of |mean| / sd")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
