@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import data
+import units
 from model import TwoLayerVAE
 from objectives import (PIXELS, binary_cross_entropy, decoder_variance, gaussian_log_density_per_dimension,
                         log_likelihood, reconstruction_nll, sampled_kl, squared_error, twice_kl_per_dimension)
@@ -15,7 +16,6 @@ from objectives import (PIXELS, binary_cross_entropy, decoder_variance, gaussian
 EVAL_BATCH_SIZE = 2000  # large: evaluation keeps no activations for a backward pass
 SAMPLES_PER_CHUNK = 2048  # decoded importance samples at once: few enough that their logits stay in cache
 NEIGHBOURS = 5  # k of the k-nearest-neighbour classifier on latent codes
-ACTIVE_UNIT_THRESHOLD = 0.01  # a latent unit is active if its posterior mean varies more than this (Burda et al.)
 
 
 @torch.inference_mode()
@@ -30,11 +30,10 @@ def evaluate(model, images, batch_size=EVAL_BATCH_SIZE):
 
 
 @torch.inference_mode()
-def encode_all(model, images, batch_size=EVAL_BATCH_SIZE, lower=False):
-    """Latent codes (N, code_dims) of all images: the posterior mean for the VAE (of z2 with two stochastic layers;
-    lower: of z1, the mean of q(z1|x))."""
-    encode = (lambda x: model.posterior(x)[0]) if lower else model.encode
-    return torch.cat([encode(x) for x in data.batches(images, batch_size, shuffle=False)])
+def encode_all(model, images, batch_size=EVAL_BATCH_SIZE):
+    """Latent codes (N, code_dims) of all images: the posterior mean for the VAE (with two stochastic layers, of z2
+    at the mean of z1)."""
+    return torch.cat([model.encode(x) for x in data.batches(images, batch_size, shuffle=False)])
 
 
 @torch.inference_mode()
@@ -137,9 +136,16 @@ def what_the_nats_are(model, binarize):
     return "binary cross-entropy on grey levels, not a likelihood: no model brings it to 0", False
 
 
-def active_units(codes, threshold=ACTIVE_UNIT_THRESHOLD):
-    """How many latent dims have posterior means that vary across the data: Cov_x(E_q[z_u]) > threshold."""
-    return int((codes.var(0) > threshold).sum())
+def removal_check(model, images, samples, keep, bounds):
+    """Burda et al.'s check that the inactive units carry nothing: the bound with them removed from the networks
+    (units.without_units), less the full model's per-image `bounds`, in nats, ± the standard error of the per-image
+    differences (paired by image). Nothing to remove, nothing computed: the difference is 0."""
+    removed = [int((~layer).sum()) for layer in keep]
+    if not any(removed):
+        return {"units_removed": removed, "removal_difference_nats": 0.0, "removal_difference_se": 0.0}
+    difference, error = mean_and_standard_error(
+        importance_weighted_nll(units.without_units(model, keep), images, samples) - bounds)
+    return {"units_removed": removed, "removal_difference_nats": difference, "removal_difference_se": error}
 
 
 def knn_accuracy(train_codes, train_labels, test_codes, test_labels, k=NEIGHBOURS, chunk=512):
@@ -175,20 +181,24 @@ def measure(model, name, dataset, cfg):
     }
     if name == "vae":
         started = time.perf_counter()
-        bound, bound_se = mean_and_standard_error(importance_weighted_nll(model, dataset.test_images, cfg.iw_samples))
+        bounds = importance_weighted_nll(model, dataset.test_images, cfg.iw_samples)  # (N,)
+        bound, bound_se = mean_and_standard_error(bounds)
         iw_seconds = time.perf_counter() - started
         elbo, recon, kl = negative_elbo(model, dataset.test_images)
         elbo, elbo_se = mean_and_standard_error(elbo)
         nats_are, is_likelihood = what_the_nats_are(model, cfg.binarize)
         two_layers = isinstance(model, TwoLayerVAE)  # active units and KL per dimension: of z1, then of z2
-        per_layer = [active_units(encode_all(model, dataset.test_images, lower=True))] if two_layers else []
+        activity = units.activities(model, dataset.test_images)
+        keep = [units.active(layer) for layer in activity]
         metrics.update({
             "objective": model.objective, "k": model.k, "estimator": model.estimator, "nats_are": nats_are, "is_likelihood": is_likelihood,
             "negative_elbo_nats": elbo, "negative_elbo_se": elbo_se, "elbo_reconstruction_nats": recon.mean().item(),
             "kl_nats": kl.mean().item(), "iw_nll_nats": bound, "iw_nll_se": bound_se, "iw_samples": cfg.iw_samples,
             "iw_seconds": iw_seconds, "stochastic_layers": 2 if two_layers else 1,
-            "active_units_per_layer": per_layer + [active_units(test_codes)],
-            "active_units": sum(per_layer) + active_units(test_codes),
+            "active_units_per_layer": [int(layer.sum()) for layer in keep],
+            "active_units": sum(int(layer.sum()) for layer in keep), "activity_per_layer": [a.tolist() for a in activity],
+            "activity_samples_of_z1": units.UPPER_SAMPLES if two_layers else None,
+            **removal_check(model, dataset.test_images, cfg.iw_samples, keep, bounds),
         })
         kl = [layer.tolist() for layer in kl_per_dimension(model, dataset.test_images)]
         metrics.update({"top_latent_dims": model.code_dims, "kl_per_dimension_per_layer": kl} if two_layers

@@ -3,6 +3,7 @@
 matplotlib's object interface (Figure, not pyplot) draws straight to files: no display, no global state. Each
 function writes the path it is given; the scripts give temporaries (files.atomic_paths), so a set lands whole.
 """
+import math
 from pathlib import Path
 
 import matplotlib
@@ -153,6 +154,24 @@ def plot_kl_per_dimension(kl_per_layer, active_per_layer, title, path):
         ax.bar(range(1, len(kl) + 1), sorted(kl, reverse=True), color="C0")
         ax.set(xlabel="latent dimension, by KL", ylabel="KL, nats per image", yscale="log",
                title=f"{f'z{layer}' if layers > 1 else title}: {active} of {len(kl)} units active")
+    if layers > 1:
+        fig.suptitle(title)
+    _save_figure(fig, path)
+
+
+def plot_activity(activity_per_layer, threshold, title, path):
+    """A histogram of log10 A_u, each latent unit's activity, a panel per stochastic layer, with the threshold
+    between inactive and active units (Burda et al. 2015, Appendix C): two modes far apart make the count robust."""
+    layers = len(activity_per_layer)
+    fig = Figure(figsize=(6 * layers, 3.8))
+    for layer, (ax, activity) in enumerate(zip(fig.subplots(1, layers, squeeze=False)[0], activity_per_layer), 1):
+        logs = [math.log10(max(value, 1e-12)) for value in activity]  # a unit of exactly 0 at 1e-12
+        ax.hist(logs, bins=30, color="C0")
+        ax.axvline(math.log10(threshold), color="C3", linestyle="--", label=f"threshold {threshold:g}")
+        active = sum(value > threshold for value in activity)
+        ax.set(xlabel="log10 A_u, A_u = Cov_x(E_q[z_u])", ylabel="units",
+               title=f"{f'z{layer}' if layers > 1 else title}: {active} of {len(activity)} units active")
+        ax.legend(fontsize=8)
     if layers > 1:
         fig.suptitle(title)
     _save_figure(fig, path)

@@ -16,6 +16,7 @@ import checkpoints  # noqa: E402
 import config  # noqa: E402
 import data  # noqa: E402
 import plots  # noqa: E402
+import units  # noqa: E402
 from files import atomic_paths, check_writable  # noqa: E402
 from metrics import measure  # noqa: E402
 
@@ -33,6 +34,15 @@ def latent_size(metrics):
                                                           else [])))
 
 
+def removal_text(metrics):
+    """Burda et al.'s removal check in words: the bound's change with the inactive units removed."""
+    if not any(metrics["units_removed"]):
+        return "no unit is inactive: nothing to remove"
+    return (f"-log p(x) bound changes by {metrics['removal_difference_nats']:+.3f} ± "
+            f"{metrics['removal_difference_se']:.3f} nats with the {'+'.join(map(str, metrics['units_removed']))} "
+            "inactive units removed (± paired over the test images)")
+
+
 def report(metrics, epochs):
     """The printed form of measure()'s dict: each figure says what it is."""
     m = metrics
@@ -46,7 +56,9 @@ def report(metrics, epochs):
                            f"{m['elbo_reconstruction_nats']:.2f} reconstruction + {m['kl_nats']:.2f} KL"),
                  (bound, f"{m['iw_nll_nats']:.2f} ± {m['iw_nll_se']:.2f} nats per image (importance-weighted, "
                          f"k = {m['iw_samples']}, {m['iw_seconds']:.1f} s; ± standard error over the test images)"),
-                 ("active units", f"{'+'.join(map(str, m['active_units_per_layer']))} of {latent_size(m)}")]
+                 ("active units", f"{'+'.join(map(str, m['active_units_per_layer']))} of {latent_size(m)} "
+                                  "(A_u = Cov_x(E_q[z_u]) > 0.01)"),
+                 ("without the inactive", removal_text(m))]
     rows += [(f"{m['knn_neighbours']}-NN accuracy", f"{m['knn_accuracy']:.4f} (on latent codes)"),
              ("speed", f"{m['test_images_per_second']:,.0f} test images/s (loss pass)")]
     objective = f"trained as {trained_as(m)}, " if m["model"] == "vae" else ""
@@ -77,7 +89,7 @@ def main():
         outputs = {what: plots.output_path(model_cfg, name, what) for what in (
             "metrics.json", "latent_space.png", "reconstructed_manifold.png", "reconstructions.png",
             "training_curves.png") + (("samples.png",) if name == "vae" else ())
-            + (("kl_per_dimension.png",) if kl_per_layer and model.latent_dims > 2 else ())}
+            + (("kl_per_dimension.png", "activity.png") if kl_per_layer and model.latent_dims > 2 else ())}
         with atomic_paths(outputs.values()) as temporaries:  # the model's whole set, or none of it
             write = dict(zip(outputs, temporaries))
             write["metrics.json"].write_text(json.dumps(metrics, indent=2) + "\n")
@@ -93,6 +105,7 @@ def main():
             if "kl_per_dimension.png" in write:
                 plots.plot_kl_per_dimension(kl_per_layer, metrics["active_units_per_layer"], title,
                                             write["kl_per_dimension.png"])
+                plots.plot_activity(metrics["activity_per_layer"], units.THRESHOLD, title, write["activity.png"])
         print(f"  wrote {', '.join(str(path) for path in outputs.values())}", flush=True)
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 import data
-from metrics import (active_units, evaluate, importance_weighted_nll, kl_per_dimension, knn_accuracy,
+import units
+from metrics import (evaluate, importance_weighted_nll, kl_per_dimension, knn_accuracy,
                      mean_and_standard_error, negative_elbo, what_the_nats_are)
 from model import VariationalAutoEncoder
 from objectives import reconstruction_nll
@@ -114,9 +115,9 @@ def test_knn_accuracy_on_separated_clusters_and_on_random_labels():
     assert 0.05 < chance < 0.15  # ten classes: about 0.1
 
 
-def test_active_units_counts_dims_whose_means_vary():
+def test_a_unit_is_active_when_its_mean_varies_more_than_the_threshold():
     codes = torch.cat([torch.randn(1000, 3), torch.randn(1000, 2) * 0.05], 1)  # variances 1, 1, 1, 0.0025, 0.0025
-    assert active_units(codes) == 3
+    assert int(units.active(codes.var(0)).sum()) == 3
 
 
 def test_measure_on_fewer_training_images_than_neighbours():

@@ -78,6 +78,12 @@ def test_test_and_visualize_on_an_iwae_with_two_stochastic_layers(scratch):
     assert f"active units            {'+'.join(map(str, metrics['active_units_per_layer']))} of 6+3" in result.stdout
     assert [len(layer) for layer in metrics["kl_per_dimension_per_layer"]] == [6, 3]
     assert png_size(scratch / "two" / "mnist_vae_kl_per_dimension.png") == (1540, 440)  # a panel per layer
+    assert png_size(scratch / "two" / "mnist_vae_activity.png")[0] > png_size(scratch / "two" /
+                                                                              "mnist_vae_activity.png")[1] * 2
+    assert [len(layer) for layer in metrics["activity_per_layer"]] == [6, 3]
+    assert metrics["activity_samples_of_z1"] == 100
+    removed = [size - active for size, active in zip((6, 3), metrics["active_units_per_layer"])]
+    assert metrics["units_removed"] == removed and "without the inactive" in result.stdout
     result = run_script("visualize.py", *flags, "--start", "1", "--end", "7", cwd=scratch)
     assert result.returncode == 0, result.stderr
     frames = iio.imread(scratch / "two" / "mnist_vae_interpolation_1_to_7.gif", index=None)  # through z2
