@@ -92,8 +92,10 @@ def plot_manifold(model, codes, is_vae, title, path, size=MANIFOLD_SIZE):
         [len(y_values) - i - 0.5 for i in range(0, len(y_values), step)],
         [f"{y_values[i]:.2f}" for i in range(0, len(y_values), step)],
     )
-    ax.set_xlabel(axis_names[0])
-    ax.set_ylabel(axis_names[1] if len(axis_names) > 1 else "")
+    # The VAE's ticks are N(0, 1) quantiles: evenly spaced in prior mass, unevenly in value.
+    spacing = ": the N(0, 1) quantiles 5% to 95%" if is_vae else ""
+    ax.set_xlabel(axis_names[0] + spacing)
+    ax.set_ylabel(axis_names[1] + spacing if len(axis_names) > 1 else "")
     ax.set_title(title)
     _save_figure(fig, path)
 

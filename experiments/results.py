@@ -37,6 +37,11 @@ ROW_ORDER = TABLE1 + (("iwae", 50, "stl"),)
 ESTIMATOR_NAMES = {"dreg": "DReG", "stl": "STL"}
 # The row's setting beyond Table 1's row, with the experiments command's defaults: what its flags change.
 SETTING = {"batch_size": 100, "adam_eps": 1e-8, "init": "torch", "adam_beta1": 0.9}
+# Burda et al.'s own setting: batch 20, their Adam eps of 1e-4 on a loss per image (docs/literature.md), their
+# code's initialisation.
+PAPER_SETTING = {"batch_size": 20, "adam_eps": 1.2755e-07, "init": "glorot-mean", "adam_beta1": 0.9}
+# The note of the rows measured with the code before the Bernoulli and tanh speed changes (docs/performance.md).
+OLD_CODE = "code before the Bernoulli and tanh speed changes (last digits differ)"
 BOUND_SAMPLES = 5000  # the literature's k for -log p(x)
 DEFAULT_SEED = config.seed  # the seed of every row measured before seeds were varied; the pages' single-run columns
 # What makes a measured row the same as another: a stage recorded under the same key is not recorded again.
@@ -91,6 +96,23 @@ def record(new_rows, path=DATA):
         if added:
             write(rows + added, path)
     return added
+
+
+def matching(rows, **match):
+    """The rows whose every key in `match` has its value."""
+    return [row for row in rows if all(row[key] == value for key, value in match.items())]
+
+
+def latest(rows, **match):
+    """The matching row measured last, or None."""
+    found = matching(rows, **match)
+    return max(found, key=lambda row: row["date"]) if found else None
+
+
+def furthest(rows, **match):
+    """The matching row of the furthest stage (the latest of it), or None."""
+    found = matching(rows, **match)
+    return max(found, key=lambda row: (row["stage"], row["date"])) if found else None
 
 
 def key_of(row):

@@ -1,6 +1,7 @@
 """The results data and the pages written from it: the pages' tables are what the data gives, and a run's
 evaluated stages are added as rows."""
 import json
+import re
 import sys
 from types import SimpleNamespace
 
@@ -11,7 +12,7 @@ import checkpoints
 import cli
 import config
 from cli import UserError
-from experiments import pages, results
+from experiments import figure, pages, results, sentences
 from loop import make_optimizer
 from model import build
 
@@ -29,6 +30,43 @@ def test_a_changed_figure_in_the_data_changes_the_page():
     page = pages.PAGES[0].read_text()
     changed = [dict(row, nll=row["nll"] + 1) if row["source"] == results.PAPER else row for row in rows]
     assert pages.render(page, changed) != page
+
+
+@pytest.mark.parametrize("name", sorted(sentences.SENTENCES) + ["table1-caption"])
+def test_every_generated_sentence_changes_when_the_data_does(name):
+    rows = results.read()
+    moved = [dict(row, nll=row["nll"] + 0.5, date="2027-01-01") if row["source"] == results.THIS_REPO else row
+             for row in rows]
+    assert pages.TABLES[name](rows) != pages.TABLES[name](moved)
+
+
+def test_the_figure_is_drawn_from_the_data(tmp_path):
+    rows = results.read()
+    moved = [dict(row, nll=row["nll"] - 1) if row["source"] == results.THIS_REPO else row for row in rows]
+    figure.figure(rows, tmp_path / "a.png")
+    figure.figure(moved, tmp_path / "b.png")
+    assert (tmp_path / "a.png").read_bytes() != (tmp_path / "b.png").read_bytes()
+
+
+# Two-decimal figures a page may quote from a paper's text rather than from the data, each with its source.
+QUOTED = {"0.01": "Burda et al. 2015, section 5.2: the active-unit threshold",
+          "0.06": "Burda et al. 2015, Appendix C: removing the inactive units moved the log-likelihood by less"}
+
+
+def _outside_generated_blocks(text):
+    pattern = re.escape(pages.BEGIN).replace(r"\{\}", r"[\w-]+") + r".*?" + re.escape(pages.END)
+    return re.sub(pattern, "", text, flags=re.S)
+
+
+def test_every_two_decimal_figure_on_the_results_pages_is_in_the_data_or_generated():
+    rows = results.read()
+    in_data = {f"{value:.2f}" for row in rows for value in row.values() if isinstance(value, float)}
+    readme = pages.PAGES[0].read_text()
+    table1_part = readme[readme.index("**Burda et al.'s Table 1**"):readme.index("## Layout")]
+    for name, text in (("README.md", table1_part), ("docs/literature.md", pages.PAGES[1].read_text())):
+        for figure_text in re.findall(r"(?<![\d.])\d+\.\d{2}(?![\d])", _outside_generated_blocks(text)):
+            assert figure_text in in_data or figure_text in QUOTED, f"{name}: {figure_text} is neither in the data " \
+                                                                     "nor generated"
 
 
 def stage_folder(folder, stage, nll, iw_samples=5000):
@@ -92,19 +130,20 @@ def test_a_two_layer_row_is_in_the_two_layer_tables_only():
                       date="9999-12-31")  # the latest of its stage, whatever the data holds
     tables = {name: make(rows) for name, make in pages.TABLES.items()}
     changed = {name: make(rows + [two_layers]) for name, make in pages.TABLES.items()}
-    assert {name for name in tables if tables[name] != changed[name]} == {"two-layers", "two-layer-stages"}
+    assert {name for name in tables if tables[name] != changed[name]} == {
+        "two-layers", "two-layer-stages", "two-layers-table1", "two-layer-comparisons", "table1-caption"}
     assert "two stochastic layers, batch 100, ε 1e-08, glorot-mean" in changed["two-layer-stages"]
 
     def iwae_k50(table):
         return next(line for line in table.splitlines() if line.startswith("| IWAE, k = 50 |"))
 
-    assert "**77.77 ± 0.21** (30+9), stage 4 |" in iwae_k50(changed["two-layers"])
+    assert "**77.77 ± 0.21 (30+9)** |" in iwae_k50(changed["two-layers"])
     # beside it, the latest one-layer row of the same stage and setting, or "–" where there is none
     one_layer = dict(one_layer, init="glorot-mean", nll=88.88, nll_se=0.22, active_units="31", date="9999-12-31")
-    assert iwae_k50(pages.two_layers(rows + [two_layers, one_layer])).endswith("| 88.88 ± 0.22 (31) |")
+    assert iwae_k50(pages.TABLES["two-layers"](rows + [two_layers, one_layer])).endswith("| 88.88 ± 0.22 (31) |")
     without = [row for row in rows if (row["layers"], row["init"], row["stage"]) != (1, "glorot-mean", 4)]
-    assert iwae_k50(pages.two_layers(without + [two_layers])).endswith("stage 4 | – |")
+    assert iwae_k50(pages.TABLES["two-layers"](without + [two_layers])).endswith("(30+9)** | – |")
     # another initialisation is listed among the stages, not in the table
     torch_init = dict(two_layers, init="torch", nll=99.99)
-    assert pages.two_layers(rows + [torch_init]) == tables["two-layers"]
-    assert "99.99" in pages.two_layer_stages(rows + [torch_init])
+    assert pages.TABLES["two-layers"](rows + [torch_init]) == tables["two-layers"]
+    assert "99.99" in pages.TABLES["two-layer-stages"](rows + [torch_init])
