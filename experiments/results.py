@@ -25,7 +25,7 @@ from files import atomic_path, exclusive_lock
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "results" / "burda2015.csv"
 COLUMNS = ("source", "layers", "objective", "k", "estimator", "batch_size", "adam_eps", "init", "adam_beta1", "seed",
-           "precision", "stage", "epochs", "nll", "nll_se", "nll_k100", "neg_elbo", "neg_elbo_se", "active_units", "train_minutes",
+           "precision", "stage", "epochs", "nll", "nll_se", "nll_k100", "neg_elbo", "neg_elbo_se", "active_units", "units_removed", "removal_nats", "removal_se", "train_minutes",
            "machine", "date", "command", "note")
 THIS_REPO, PAPER, NBIP = "this repo", "Burda et al. 2015 (arXiv v4 Table 1)", "nbip/IWAE (README)"
 XQDING = "xqding/Importance_Weighted_Autoencoders (README)"
@@ -65,7 +65,8 @@ def read(path=DATA):
 def _typed(row):
     for key in ("layers", "k", "batch_size", "seed", "stage", "epochs"):
         row[key] = int(row[key]) if row[key] else None
-    for key in ("adam_eps", "adam_beta1", "nll", "nll_se", "nll_k100", "neg_elbo", "neg_elbo_se", "train_minutes"):
+    for key in ("adam_eps", "adam_beta1", "nll", "nll_se", "nll_k100", "neg_elbo", "neg_elbo_se", "removal_nats",
+                "removal_se", "train_minutes"):
         row[key] = float(row[key]) if row[key] else None
     return row
 
@@ -179,10 +180,21 @@ def stage_row(folder, machine, note="", bound_samples=BOUND_SAMPLES):
            "nll": round(metrics["iw_nll_nats"], 2), "nll_se": round(metrics["iw_nll_se"], 2), "nll_k100": None,
            "neg_elbo": round(metrics["negative_elbo_nats"], 2), "neg_elbo_se": round(metrics["negative_elbo_se"], 2),
            "active_units": "+".join(map(str, metrics.get("active_units_per_layer", [metrics["active_units"]]))),
+           **removal_check(metrics),
            "train_minutes": round(sum(entry["seconds"] for entry in checkpoint["history"]) / 60, 1),
            "machine": machine, "date": datetime.date.fromtimestamp(metrics_file.stat().st_mtime).isoformat(),
            "note": note}
     return {**row, "command": command(row)}
+
+
+def removal_check(metrics):
+    """The data's columns of Burda et al.'s removal check (units.py): the inactive units removed per layer ("7", or
+    "0+41") and the bound's change in nats ± its paired standard error; empty for metrics from before the check."""
+    if "units_removed" not in metrics:
+        return {"units_removed": "", "removal_nats": None, "removal_se": None}
+    return {"units_removed": "+".join(map(str, metrics["units_removed"])),
+            "removal_nats": round(metrics["removal_difference_nats"], 3),
+            "removal_se": round(metrics["removal_difference_se"], 3)}
 
 
 def trained_row(checkpoint, stored, stage):

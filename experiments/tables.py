@@ -155,6 +155,20 @@ def two_layer_stages(rows):
     return _by_row(matching(rows, source=THIS_REPO, layers=2))
 
 
+def removal_checks(rows):
+    """Every row measured with Burda et al.'s removal check: the bound's change with the inactive units removed."""
+    chosen = [row for row in matching(rows, source=THIS_REPO) if row["removal_nats"] is not None]
+    chosen.sort(key=lambda row: (row["layers"], ROW_ORDER.index((row["objective"], row["k"], row["estimator"])),
+                                 setting_name(row), row["stage"]))
+    lines = [[f"{row_name(row)}, {setting_name(row)}", f"{row['stage']} ({row['epochs']:,})",
+              _value(row["nll"], row["nll_se"]), row["active_units"], row["units_removed"],
+              f"{row['removal_nats']:+.3f} ± {row['removal_se']:.3f}", f"{row['machine']}, {row['date']}",
+              f"`{row['command']}`"] for row in chosen]
+    return _table(["row, setting", "stage (epochs)", "−log p(x), nats, k = 5000", "active units",
+                   "inactive units removed", "the bound's change without them, nats", "machine, date", "command"],
+                  lines) if lines else "No row measured with the removal check yet."
+
+
 def published(rows):
     """Every published row, as its source gives it."""
     chosen = [row for row in rows if row["source"] != THIS_REPO]
@@ -165,4 +179,4 @@ def published(rows):
 
 TABLES = {"table1": table1, "two-layers-table1": two_layers_table1, "settings-at-stage-4": settings_at_stage4,
           "schedule": schedule, "other-rows": other_rows, "seeds": seeds, "two-layers": two_layers,
-          "two-layer-stages": two_layer_stages, "published": published}
+          "two-layer-stages": two_layer_stages, "removal-checks": removal_checks, "published": published}

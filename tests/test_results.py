@@ -121,6 +121,17 @@ def test_a_bound_with_another_k_a_damaged_metrics_file_or_no_run_folder_is_one_l
         cli.run(results.main)
 
 
+def test_a_stage_s_removal_check_is_recorded_with_it(tmp_path):
+    stage_folder(tmp_path / "run", 4, 90.5)
+    metrics_file = tmp_path / "run" / "stage4" / "mnist_vae_metrics.json"
+    metrics = json.loads(metrics_file.read_text())
+    metrics.update({"units_removed": [7], "removal_difference_nats": -0.00472, "removal_difference_se": 0.01097})
+    metrics_file.write_text(json.dumps(metrics))
+    (row,) = evaluated_rows(tmp_path / "run")
+    assert (row["units_removed"], row["removal_nats"], row["removal_se"]) == ("7", -0.005, 0.011)
+    assert "| 7 | −0.005 ± 0.011 |".replace("−", "-") in pages.TABLES["removal-checks"]([row])
+
+
 def test_a_two_layer_row_is_in_the_two_layer_tables_only():
     rows = results.read()
     one_layer = next(row for row in rows if row["source"] == results.THIS_REPO and row["layers"] == 1
