@@ -61,8 +61,9 @@ def order(rows, layers=1, setting=SETTING):
         return None
     figures = [row["nll"] for _, row in found]
     ordered = all(a > b for a, b in zip(figures, figures[1:]))
-    return (f"At stage {HEADLINE_STAGE} ({setting_in_full(setting)}) the {len(found)} rows "
-            f"{'stand' if ordered else 'do not stand'} in the paper's order: "
+    count = {2: "two", 3: "three", 4: "four", 5: "five"}[len(found)]
+    return (f"At stage {HEADLINE_STAGE} ({setting_in_full(setting)}) the paper's {count} rows "
+            f"{'stand' if ordered else 'do not stand'} in its order: "
             + " > ".join(f"{row_name(row)} ({row['nll']:.2f})" for _, row in found))
 
 

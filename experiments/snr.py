@@ -146,7 +146,6 @@ def main(argv=None):
                                                  torch.device("cpu"), needs=("history",))
     check(args, model)
     cli.flush_denormals()
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
     dataset = data.load(stored.dataset, args.data_root, torch.device("cpu"), stored.binarize)
     images = data.to_float(dataset.test_images[: args.images])  # (images, 28, 28)
     trained = results.trained_row(checkpoint, stored, results.stage_of(args.ckpt_dir))
