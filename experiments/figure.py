@@ -2,18 +2,12 @@
 −log p(x) ± standard error beside the paper's and nbip/IWAE's figures, a panel per number of stochastic layers, and
 the one-layer rows' learning curves over the schedule's stages in one setting beside the paper's-setting run.
 """
-from experiments.results import (DEFAULT_SEED, NBIP, OLD_CODE, PAPER, PAPER_SETTING, ROOT, SETTING, TABLE1, THIS_REPO,
-                                 furthest, latest, matching, row_name, setting_name)
+from experiments.results import (DEFAULT_SEED, HEADLINE_STAGE, NBIP, OLD_CODE, ONE_RUN, PAPER, PAPER_SETTING, ROOT,
+                                 SETTING, TABLE1, THIS_REPO, TWO_LAYER_SETTING, furthest, latest, matching, row_name,
+                                 setting_name)
 
 FIGURE = ROOT / "plots" / "readme" / "burda2015_table1.png"
-FLOAT32 = "float32"
-# The single-run series: the seed and precision every row had before either was varied.
-ONE_RUN = {"seed": DEFAULT_SEED, "precision": FLOAT32}
-# The two-layer rows' setting: the authors' initialisation, without which the two-layer model leaves most of its
-# units unused (docs/literature.md); batch 100 and Adam's eps as in the one-layer rows.
-TWO_LAYER_SETTING = {**SETTING, "init": "glorot-mean"}
 HEADLINE = {1: SETTING, 2: TWO_LAYER_SETTING}  # each panel's setting, by stochastic layers
-HEADLINE_STAGE = 4
 
 
 def key_of(objective, k, estimator):

@@ -37,17 +37,23 @@ ROW_ORDER = TABLE1 + (("iwae", 50, "stl"),)
 ESTIMATOR_NAMES = {"dreg": "DReG", "stl": "STL"}
 # The row's setting beyond Table 1's row, with the experiments command's defaults: what its flags change.
 SETTING = {"batch_size": 100, "adam_eps": 1e-8, "init": "torch", "adam_beta1": 0.9}
+# A row's training precision, by its --bf16 (the bound is float32 either way).
+PRECISION = {False: "float32", True: "bfloat16"}
 # Burda et al.'s own setting: batch 20, their Adam eps of 1e-4 on a loss per image (docs/literature.md), their
 # code's initialisation.
 PAPER_SETTING = {"batch_size": 20, "adam_eps": 1.2755e-07, "init": "glorot-mean", "adam_beta1": 0.9}
+# The two-layer rows' setting: the authors' initialisation, without which the two-layer model leaves most of its
+# units unused (docs/literature.md); batch 100 and Adam's eps as in the one-layer rows.
+TWO_LAYER_SETTING = {**SETTING, "init": "glorot-mean"}
+HEADLINE_STAGE = 4  # the stage every row of the pages' headline columns has reached: 121 epochs
 # The note of the rows measured with the code before the Bernoulli and tanh speed changes (docs/performance.md).
 OLD_CODE = "code before the Bernoulli and tanh speed changes (last digits differ)"
 BOUND_SAMPLES = 5000  # the literature's k for -log p(x)
 DEFAULT_SEED = config.seed  # the seed of every row measured before seeds were varied; the pages' single-run columns
+# The pages' single-run columns and figure: the seed and precision every row had before either was varied.
+ONE_RUN = {"seed": DEFAULT_SEED, "precision": PRECISION[False]}
 # What makes a measured row the same as another: a stage recorded under the same key is not recorded again.
 KEY = ("source", "layers", "objective", "k", "estimator", *SETTING, "seed", "precision", "stage")
-# A row's training precision, by its --bf16 (the bound is float32 either way).
-PRECISION = {False: "float32", True: "bfloat16"}
 
 
 def read(path=DATA):

@@ -4,9 +4,8 @@ difference for the same rows where it has them. The prose around them says in wo
 """
 import math
 
-from experiments.figure import HEADLINE_STAGE, ONE_RUN, TWO_LAYER_SETTING
-from experiments.results import (NBIP, PAPER, PAPER_SETTING, SETTING, TABLE1, THIS_REPO, latest, matching, row_name,
-                                 setting_name)
+from experiments.results import (HEADLINE_STAGE, NBIP, ONE_RUN, PAPER, PAPER_SETTING, SETTING, TABLE1, THIS_REPO,
+                                 TWO_LAYER_SETTING, furthest, latest, row_name, setting_name)
 from experiments.tables import setting_in_full
 
 VAE_K1, VAE_K5, VAE_K50, IWAE_K5, IWAE_K50, DREG = TABLE1
@@ -69,12 +68,11 @@ def order(rows, layers=1, setting=SETTING):
 
 def _against_paper(rows, key, layers, setting):
     """This repo's furthest stage of a row in `setting` against the paper's figure after the full schedule."""
-    found = matching(rows, source=THIS_REPO, layers=layers, objective=key[0], k=key[1], estimator=key[2],
-                     **ONE_RUN, **setting)
+    row = furthest(rows, source=THIS_REPO, layers=layers, objective=key[0], k=key[1], estimator=key[2], **ONE_RUN,
+                   **setting)
     paper = _published(rows, PAPER, key, layers)
-    if not found or not paper:
+    if not row or not paper:
         return None
-    row = max(found, key=lambda row: (row["stage"], row["date"]))
     gap = row["nll"] - paper["nll"]
     note = f" ({row['note']})" if row["note"] else ""
     return (f"{row_name(row)}{', two stochastic layers' if layers == 2 else ''} in {setting_in_full(setting)} reaches "

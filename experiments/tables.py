@@ -2,9 +2,9 @@
 setting, named in its header."""
 import statistics
 
-from experiments.figure import HEADLINE_STAGE, ONE_RUN, FLOAT32, TWO_LAYER_SETTING
-from experiments.results import (DEFAULT_SEED, NBIP, PAPER, PAPER_SETTING, ROW_ORDER, SETTING, TABLE1, THIS_REPO, XQDING,
-                                 furthest, latest, matching, row_name, setting_name)
+from experiments.results import (DEFAULT_SEED, HEADLINE_STAGE, NBIP, ONE_RUN, PAPER, PAPER_SETTING, PRECISION,
+                                 ROW_ORDER, SETTING, TABLE1, THIS_REPO, TWO_LAYER_SETTING, XQDING, furthest, latest,
+                                 matching, row_name, setting_name)
 
 
 def _value(mean, se):
@@ -47,7 +47,7 @@ def table1(rows, layers=1, setting=SETTING):
         row = {"layers": layers, "objective": objective, "k": k, "estimator": estimator}
         ours = dict(source=THIS_REPO, **row)
         stage4 = latest(rows, stage=HEADLINE_STAGE, **ONE_RUN, **ours, **setting)
-        spread = _over_seeds(rows, stage=HEADLINE_STAGE, precision=FLOAT32, **ours, **setting)
+        spread = _over_seeds(rows, stage=HEADLINE_STAGE, precision=PRECISION[False], **ours, **setting)
         lines.append([row_name(row), _published(latest(rows, source=PAPER, **row)),
                       _published(latest(rows, source=NBIP, **row)),
                       f"**{_measured_cell(stage4)}**" if stage4 else "–",
