@@ -77,12 +77,12 @@ def _typed(row):
     return row
 
 
-def write(rows, path=DATA):
-    """Replace the data file with `rows`, whole or not at all."""
+def write(rows, path=DATA, columns=COLUMNS):
+    """Replace a data file with `rows` under `columns` (None written empty), whole or not at all."""
     with atomic_path(path) as temporary, open(temporary, "w", newline="") as stream:
-        writer = csv.DictWriter(stream, COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(stream, columns, lineterminator="\n")
         writer.writeheader()
-        writer.writerows({key: "" if row[key] is None else row[key] for key in COLUMNS} for row in rows)
+        writer.writerows({key: "" if row[key] is None else row[key] for key in columns} for row in rows)
 
 
 def record(new_rows, path=DATA):

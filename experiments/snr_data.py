@@ -6,8 +6,9 @@ import math
 from pathlib import Path
 
 from cli import UserError
-from experiments.results import ROOT, row_name, setting_name
-from files import atomic_path, exclusive_lock
+from experiments.results import ROOT, row_name, setting_name, write
+from experiments.tables import markdown_table
+from files import exclusive_lock
 
 DATA = ROOT / "results" / "snr.csv"
 FIGURE = ROOT / "plots" / "readme" / "snr.png"
@@ -47,11 +48,7 @@ def replace(new_rows, path=DATA):
     measured = {row["checkpoint"] for row in new_rows}
     with exclusive_lock(path.with_name(f".{path.name}.lock"), wait=True):
         rows = [row for row in read(path) if row["checkpoint"] not in measured] + list(new_rows)
-        with atomic_path(path) as temporary, open(temporary, "w", newline="") as stream:
-            writer = csv.DictWriter(stream, COLUMNS, lineterminator="\n")
-            writer.writeheader()
-            writer.writerows({key: f"{row[key]:.6g}" if key in ("snr", "snr_se") else
-                              "" if row[key] is None else row[key] for key in COLUMNS} for row in rows)
+        write([{**row, "snr": f"{row['snr']:.6g}", "snr_se": f"{row['snr_se']:.6g}"} for row in rows], path, COLUMNS)
 
 
 def checkpoint_name(trained):
@@ -110,12 +107,7 @@ def slopes(rows):
                                        for checkpoint, series in ((c, list(s.values())) for c, s in found.items())]
     body = [[_line_name(*key)] + [_slope_text(found[checkpoint][key]) if key in found[checkpoint] else "–"
                                   for checkpoint in found] + [PAPERS[key]] for key in PAPERS]
-    return _table(header + ["the papers"], body)
-
-
-def _table(header, body):
-    return "\n".join([f"| {' | '.join(header)} |", f"|{'---|' * len(header)}"] + [f"| {' | '.join(line)} |"
-                                                                                    for line in body])
+    return markdown_table(header + ["the papers"], body)
 
 
 def _at(series, k):

@@ -11,7 +11,7 @@ def _value(mean, se):
     return f"{mean:.2f} ± {se:.2f}" if se is not None else f"{mean:.2f}"
 
 
-def _table(header, lines):
+def markdown_table(header, lines):
     return "\n".join([f"| {' | '.join(header)} |", f"|{'---|' * len(header)}"]
                      + [f"| {' | '.join(line)} |" for line in lines])
 
@@ -54,7 +54,8 @@ def table1(rows, layers=1, setting=SETTING):
                       f"{spread[0]:.2f} ± {spread[1]:.2f} ({len(spread[2])} seeds)" if spread else "–",
                       _measured_cell(furthest(rows, **ONE_RUN, **ours, **PAPER_SETTING), stage_named=True)])
     epochs = sum(3 ** stage for stage in range(HEADLINE_STAGE + 1))
-    return _table(["row", "Burda et al.: batch 20, 3,280 epochs (active units)", "nbip/IWAE: batch 20, 3,280 epochs",
+    return markdown_table(["row", "Burda et al.: batch 20, 3,280 epochs (active units)",
+                           "nbip/IWAE: batch 20, 3,280 epochs",
                    f"this repo: {setting_in_full(setting)}, stage {HEADLINE_STAGE} ({epochs} epochs), seed "
                    f"{DEFAULT_SEED} (active units)", "same setting and stage: mean ± sd over seeds",
                    f"this repo, the paper's setting: {setting_in_full(PAPER_SETTING)}, furthest stage run"], lines)
@@ -94,7 +95,7 @@ def seeds(rows):
                           f"**{mean:.2f} ± {sd:.2f}** ({len(runs)} seeds)",
                           "; ".join(sorted({f"{row['machine']}, {row['date']}" for row in runs}))])
     lines.sort(key=lambda line: line[:2])
-    return _table(["row, setting", "stage (epochs)", "−log p(x) by seed, nats ± standard error",
+    return markdown_table(["row, setting", "stage (epochs)", "−log p(x) by seed, nats ± standard error",
                    "mean ± sd over seeds", "machines, dates"], lines)
 
 
@@ -103,7 +104,7 @@ def _measured(rows, header_first, first):
               + (f" ({row['nll_k100']:.2f})" if row["nll_k100"] else ""), _value(row["neg_elbo"], row["neg_elbo_se"]),
               row["active_units"], f"{row['train_minutes']:g} min", f"{row['machine']}, {row['date']}",
               f"`{row['command']}`" + (f"; {row['note']}" if row["note"] else "")] for row in rows]
-    return _table([header_first, "stage (epochs)", "−log p(x), nats, k = 5000 (k = 100)", "−ELBO, nats",
+    return markdown_table([header_first, "stage (epochs)", "−log p(x), nats, k = 5000 (k = 100)", "−ELBO, nats",
                    "active units", "training", "machine, date", "command"], lines)
 
 
@@ -145,7 +146,8 @@ def two_layers(rows):
                                        for source in (PAPER, NBIP, XQDING)),
                       f"**{_measured_cell(two)}**" if two else "–", _measured_cell(one)])
     setting = f"{setting_in_full(TWO_LAYER_SETTING)}, stage {HEADLINE_STAGE}, seed {DEFAULT_SEED}"
-    return _table(["row", "Burda et al.: batch 20, 3,280 epochs (active units)", "nbip/IWAE: batch 20, 3,280 epochs",
+    return markdown_table(["row", "Burda et al.: batch 20, 3,280 epochs (active units)",
+                           "nbip/IWAE: batch 20, 3,280 epochs",
                    "xqding (PyTorch): batch 1000, 5,000 epochs", f"this repo, two layers: {setting} (active units)",
                    "this repo, one layer, same setting and stage"], lines)
 
@@ -164,7 +166,7 @@ def removal_checks(rows):
               _value(row["nll"], row["nll_se"]), row["active_units"], row["units_removed"],
               f"{row['removal_nats']:+.3f} ± {row['removal_se']:.3f}", f"{row['machine']}, {row['date']}",
               f"`{row['command']}`"] for row in chosen]
-    return _table(["row, setting", "stage (epochs)", "−log p(x), nats, k = 5000", "active units",
+    return markdown_table(["row, setting", "stage (epochs)", "−log p(x), nats, k = 5000", "active units",
                    "inactive units removed", "the bound's change without them, nats", "machine, date", "command"],
                   lines) if lines else "No row measured with the removal check yet."
 
@@ -174,7 +176,8 @@ def published(rows):
     chosen = [row for row in rows if row["source"] != THIS_REPO]
     lines = [[row["source"], str(row["layers"]), row_name(row), f"{row['epochs']:,}", f"{row['nll']:.2f}",
               row["active_units"] or "–", row["note"]] for row in chosen]
-    return _table(["source", "stochastic layers", "row", "epochs", "−log p(x), nats", "active units", "setting"], lines)
+    return markdown_table(["source", "stochastic layers", "row", "epochs", "−log p(x), nats", "active units",
+                           "setting"], lines)
 
 
 TABLES = {"table1": table1, "two-layers-table1": two_layers_table1, "settings-at-stage-4": settings_at_stage4,
