@@ -56,9 +56,10 @@ def table1(rows, layers=1, setting=SETTING):
     epochs = sum(3 ** stage for stage in range(HEADLINE_STAGE + 1))
     return markdown_table(["row", "Burda et al.: batch 20, 3,280 epochs (active units)",
                            "nbip/IWAE: batch 20, 3,280 epochs",
-                   f"this repo: {setting_in_full(setting)}, stage {HEADLINE_STAGE} ({epochs} epochs), seed "
-                   f"{DEFAULT_SEED} (active units)", "same setting and stage: mean ± sd over seeds",
-                   f"this repo, the paper's setting: {setting_in_full(PAPER_SETTING)}, furthest stage run"], lines)
+                           f"this repo: {setting_in_full(setting)}, stage {HEADLINE_STAGE} ({epochs} epochs), seed "
+                           f"{DEFAULT_SEED} (active units)", "same setting and stage: mean ± sd over seeds",
+                           f"this repo, the paper's setting: {setting_in_full(PAPER_SETTING)}, furthest stage run"],
+                          lines)
 
 
 def two_layers_table1(rows):
@@ -148,8 +149,9 @@ def two_layers(rows):
     setting = f"{setting_in_full(TWO_LAYER_SETTING)}, stage {HEADLINE_STAGE}, seed {DEFAULT_SEED}"
     return markdown_table(["row", "Burda et al.: batch 20, 3,280 epochs (active units)",
                            "nbip/IWAE: batch 20, 3,280 epochs",
-                   "xqding (PyTorch): batch 1000, 5,000 epochs", f"this repo, two layers: {setting} (active units)",
-                   "this repo, one layer, same setting and stage"], lines)
+                           "xqding (PyTorch): batch 1000, 5,000 epochs",
+                           f"this repo, two layers: {setting} (active units)",
+                           "this repo, one layer, same setting and stage"], lines)
 
 
 def two_layer_stages(rows):
