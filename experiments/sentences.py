@@ -9,6 +9,7 @@ from experiments.results import (HEADLINE_STAGE, NBIP, ONE_RUN, PAPER, PAPER_SET
 from experiments.tables import setting_in_full
 
 VAE_K1, VAE_K5, VAE_K50, IWAE_K5, IWAE_K50, DREG = TABLE1
+STL = ("iwae", 50, "stl")
 
 
 def _ours(rows, row, layers=1, stage=HEADLINE_STAGE, setting=SETTING, **more):
@@ -144,5 +145,22 @@ def two_layers(rows):
     return _bullets(said)
 
 
+def estimators(rows):
+    """The IWAE with k = 50 under each encoder gradient (standard, DReG, STL) in this repo's setting, at the furthest
+    stage where the STL row and the standard row both stand."""
+    def at(key, stage):
+        return _ours(rows, key, stage=stage)
+
+    stages = [stage for stage in range(8) if at(STL, stage) and at(IWAE_K50, stage)]
+    if not stages:
+        stl = furthest(rows, source=THIS_REPO, layers=1, objective=STL[0], k=STL[1], estimator=STL[2], **ONE_RUN,
+                       **SETTING)
+        return _bullets([stl and f"{row_name(stl)} ({_where(stl)}): {stl['nll']:.2f} ± {stl['nll_se']:.2f}; the "
+                                 "standard row is not measured at this stage in the same setting"])
+    stl, standard, dreg = (at(key, stages[-1]) for key in (STL, IWAE_K50, DREG))
+    return _bullets([compare(stl, standard), compare(stl, dreg), compare(dreg, standard)])
+
+
 SENTENCES = {"headline": headline, "one-layer-comparisons": one_layer, "setting-comparisons": settings,
-             "schedule-comparisons": schedule, "two-layer-comparisons": two_layers}
+             "schedule-comparisons": schedule, "two-layer-comparisons": two_layers,
+             "estimator-comparisons": estimators}
