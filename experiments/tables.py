@@ -1,5 +1,6 @@
 """The pages' tables of Table 1, written from results/burda2015.csv by `python -m experiments.pages`: every column one
 setting, named in its header."""
+import math
 import statistics
 
 from experiments.results import (DEFAULT_SEED, HEADLINE_STAGE, NBIP, ONE_RUN, PAPER, PAPER_SETTING, PRECISION,
@@ -173,6 +174,27 @@ def removal_checks(rows):
                   lines) if lines else "No row measured with the removal check yet."
 
 
+def precisions(rows):
+    """Every row and stage trained under --bf16 beside the same row, setting, seed and stage in float32: both bounds
+    (evaluated in float32), their difference in combined standard errors, and the training minutes to that stage."""
+    same = ("layers", "objective", "k", "estimator", *SETTING, "seed", "stage")
+    lines = []
+    for bf16 in matching(rows, source=THIS_REPO, precision=PRECISION[True]):
+        float32 = latest(rows, source=THIS_REPO, precision=PRECISION[False], **{key: bf16[key] for key in same})
+        difference = "–" if not float32 else f"{bf16['nll'] - float32['nll']:+.2f} " \
+            f"({(bf16['nll'] - float32['nll']) / math.hypot(bf16['nll_se'], float32['nll_se']):+.1f} combined SE)"
+        lines.append([f"{row_name(bf16)}, {setting_name({**bf16, 'precision': PRECISION[False]})}",
+                      f"{bf16['stage']} ({bf16['epochs']:,})",
+                      _value(float32["nll"], float32["nll_se"]) if float32 else "–", _value(bf16["nll"], bf16["nll_se"]),
+                      difference, f"{float32['train_minutes']:g} min ({float32['machine']}, {float32['date']})"
+                      if float32 else "–", f"{bf16['train_minutes']:g} min ({bf16['machine']}, {bf16['date']})",
+                      f"`{bf16['command']}`"])
+    lines.sort(key=lambda line: line[:2])
+    return markdown_table(["row, setting", "stage (epochs)", "float32: −log p(x), nats", "--bf16: −log p(x), nats",
+                           "bf16 − float32", "float32: training to this stage", "--bf16: training to this stage",
+                           "command (--bf16)"], lines) if lines else "No row trained under --bf16 yet."
+
+
 def published(rows):
     """Every published row, as its source gives it."""
     chosen = [row for row in rows if row["source"] != THIS_REPO]
@@ -184,4 +206,5 @@ def published(rows):
 
 TABLES = {"table1": table1, "two-layers-table1": two_layers_table1, "settings-at-stage-4": settings_at_stage4,
           "schedule": schedule, "other-rows": other_rows, "seeds": seeds, "two-layers": two_layers,
-          "two-layer-stages": two_layer_stages, "removal-checks": removal_checks, "published": published}
+          "two-layer-stages": two_layer_stages, "removal-checks": removal_checks, "precisions": precisions,
+          "published": published}

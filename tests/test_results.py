@@ -1,6 +1,7 @@
 """The results data and the pages written from it: the pages' tables are what the data gives, and a run's
 evaluated stages are added as rows."""
 import json
+import math
 import re
 import sys
 from types import SimpleNamespace
@@ -12,7 +13,7 @@ import checkpoints
 import cli
 import config
 from cli import UserError
-from experiments import figure, pages, results, sentences
+from experiments import figure, pages, results, sentences, tables
 from loop import make_optimizer
 from model import build
 
@@ -158,3 +159,16 @@ def test_a_two_layer_row_is_in_the_two_layer_tables_only():
     torch_init = dict(two_layers, init="torch", nll=99.99)
     assert pages.TABLES["two-layers"](rows + [torch_init]) == tables["two-layers"]
     assert "99.99" in pages.TABLES["two-layer-stages"](rows + [torch_init])
+
+
+def test_a_bf16_row_stands_beside_its_float32_row_with_their_difference_and_times():
+    rows = results.read()
+    float32 = results.latest(rows, source=results.THIS_REPO, layers=1, objective="iwae", k=50, estimator="standard",
+                             stage=4, **results.ONE_RUN, **results.SETTING)
+    bf16 = dict(float32, precision=results.PRECISION[True], nll=float32["nll"] + 0.3, train_minutes=47.5)
+    bf16["command"] = results.command(bf16)
+    line = next(line for line in tables.precisions(rows + [bf16]).splitlines() if line.startswith("| IWAE, k = 50,"))
+    assert f"{float32['nll']:.2f} ± {float32['nll_se']:.2f}" in line and f"{bf16['nll']:.2f} ±" in line
+    expected = 0.3 / math.hypot(float32["nll_se"], bf16["nll_se"])
+    assert "+0.30 (" in line and f"{expected:+.1f} combined SE" in line
+    assert f"{float32['train_minutes']:g} min" in line and "47.5 min" in line and "--bf16" in line
