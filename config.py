@@ -30,8 +30,9 @@ resume: "continue training from the checkpoint for more epochs" = False
 overwrite: "let a fresh run replace a checkpoint that holds more epochs than it will train" = False
 compile: "torch.compile the model (not measured faster for these MLPs; numbers differ slightly)" = False
 bf16: ("the networks' matrix multiplies in bfloat16 (weights, Adam, the likelihood, log weights and loss stay float32); "
-       "on CPU or CUDA. Faster where bfloat16 matrix units meet large multiplies (Burda's k = 50 rows on an Intel Xeon "
-       "with AMX: docs/performance.md), slower on small ones; changes the last digits") = False
+       "on CPU or CUDA. Measured on an Intel Xeon with bfloat16 matrix units (AMX): Burda's k = 50 rows 1.5-1.9x "
+       "faster (two stochastic layers the least), k = 1 steps 0.7-0.9x (slower); not measured on processors "
+       "without them (docs/performance.md). Changes the numbers slightly") = False
 # model and objective
 latent_dims: "size of the latent code z (with two stochastic layers: of z1, the lower)" = 2
 hidden_dims: "width of each hidden layer of encoder and decoder" = 512
