@@ -174,21 +174,28 @@ def removal_checks(rows):
                   lines) if lines else "No row measured with the removal check yet."
 
 
+def _difference(first, second):
+    """first's bound less second's, in nats and in combined standard errors: "+0.30 (+0.9 combined SE)"."""
+    difference = first["nll"] - second["nll"]
+    return f"{difference:+.2f} ({difference / math.hypot(first['nll_se'], second['nll_se']):+.1f} combined SE)"
+
+
+def _trained(row):
+    return f"{row['train_minutes']:g} min ({row['machine']}, {row['date']})"
+
+
 def precisions(rows):
     """Every row and stage trained under --bf16 beside the same row, setting, seed and stage in float32: both bounds
-    (evaluated in float32), their difference in combined standard errors, and the training minutes to that stage."""
+    (evaluated in float32), their difference, and the training minutes to that stage."""
     same = ("layers", "objective", "k", "estimator", *SETTING, "seed", "stage")
     lines = []
     for bf16 in matching(rows, source=THIS_REPO, precision=PRECISION[True]):
         float32 = latest(rows, source=THIS_REPO, precision=PRECISION[False], **{key: bf16[key] for key in same})
-        difference = "–" if not float32 else f"{bf16['nll'] - float32['nll']:+.2f} " \
-            f"({(bf16['nll'] - float32['nll']) / math.hypot(bf16['nll_se'], float32['nll_se']):+.1f} combined SE)"
         lines.append([f"{row_name(bf16)}, {setting_name({**bf16, 'precision': PRECISION[False]})}",
                       f"{bf16['stage']} ({bf16['epochs']:,})",
                       _value(float32["nll"], float32["nll_se"]) if float32 else "–", _value(bf16["nll"], bf16["nll_se"]),
-                      difference, f"{float32['train_minutes']:g} min ({float32['machine']}, {float32['date']})"
-                      if float32 else "–", f"{bf16['train_minutes']:g} min ({bf16['machine']}, {bf16['date']})",
-                      f"`{bf16['command']}`"])
+                      _difference(bf16, float32) if float32 else "–", _trained(float32) if float32 else "–",
+                      _trained(bf16), f"`{bf16['command']}`"])
     lines.sort(key=lambda line: line[:2])
     return markdown_table(["row, setting", "stage (epochs)", "float32: −log p(x), nats", "--bf16: −log p(x), nats",
                            "bf16 − float32", "float32: training to this stage", "--bf16: training to this stage",
