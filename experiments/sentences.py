@@ -4,8 +4,8 @@ difference for the same rows where it has them. The prose around them says in wo
 """
 import math
 
-from experiments.results import (HEADLINE_STAGE, NBIP, ONE_RUN, PAPER, PAPER_SETTING, SETTING, TABLE1, THIS_REPO,
-                                 TWO_LAYER_SETTING, furthest, latest, row_name, setting_name)
+from experiments.results import (HEADLINE_STAGE, NBIP, ONE_RUN, PAPER, PAPER_SETTING, PRECISION, SETTING, TABLE1,
+                                 THIS_REPO, TWO_LAYER_SETTING, furthest, latest, matching, row_name, setting_name)
 from experiments.tables import setting_in_full
 
 VAE_K1, VAE_K5, VAE_K50, IWAE_K5, IWAE_K50, DREG = TABLE1
@@ -161,6 +161,22 @@ def estimators(rows):
     return _bullets([compare(stl, standard), compare(stl, dreg), compare(dreg, standard)])
 
 
+def precisions(rows):
+    """Each row trained under --bf16 against the same row, setting and seed in float32, at the furthest stage both
+    reached."""
+    same = ("layers", "objective", "k", "estimator", *SETTING, "seed")
+    runs = dict.fromkeys(tuple(row[key] for key in same)
+                         for row in matching(rows, source=THIS_REPO, precision=PRECISION[True]))
+    said = []
+    for run in runs:
+        def at(stage, bf16, run=run):
+            return latest(rows, source=THIS_REPO, precision=PRECISION[bf16], stage=stage, **dict(zip(same, run)))
+
+        both = [stage for stage in range(8) if at(stage, True) and at(stage, False)]
+        said.append(compare(at(both[-1], True), at(both[-1], False)) if both else None)
+    return _bullets(said)
+
+
 SENTENCES = {"headline": headline, "one-layer-comparisons": one_layer, "setting-comparisons": settings,
              "schedule-comparisons": schedule, "two-layer-comparisons": two_layers,
-             "estimator-comparisons": estimators}
+             "estimator-comparisons": estimators, "precision-comparisons": precisions}
