@@ -6,7 +6,7 @@ import math
 
 from experiments.results import (HEADLINE_STAGE, NBIP, ONE_RUN, PAPER, PAPER_SETTING, PRECISION, SETTING, TABLE1,
                                  THIS_REPO, TWO_LAYER_SETTING, furthest, latest, matching, row_name, setting_name)
-from experiments.tables import setting_in_full
+from experiments.tables import SAME_RUN, setting_in_full
 
 VAE_K1, VAE_K5, VAE_K50, IWAE_K5, IWAE_K50, DREG = TABLE1
 STL = ("iwae", 50, "stl")
@@ -145,35 +145,40 @@ def two_layers(rows):
     return _bullets(said)
 
 
+def _furthest_pair(first, second):
+    """(first(stage), second(stage)) at the furthest stage where both give a row, or None; first and second each map a
+    stage to a row of the data or None."""
+    both = [stage for stage in range(8) if first(stage) and second(stage)]
+    return (first(both[-1]), second(both[-1])) if both else None
+
+
 def estimators(rows):
     """The IWAE with k = 50 under each encoder gradient (standard, DReG, STL) in this repo's setting, at the furthest
     stage where the STL row and the standard row both stand."""
-    def at(key, stage):
-        return _ours(rows, key, stage=stage)
-
-    stages = [stage for stage in range(8) if at(STL, stage) and at(IWAE_K50, stage)]
-    if not stages:
+    pair = _furthest_pair(lambda stage: _ours(rows, STL, stage=stage), lambda stage: _ours(rows, IWAE_K50, stage=stage))
+    if not pair:
         stl = furthest(rows, source=THIS_REPO, layers=1, objective=STL[0], k=STL[1], estimator=STL[2], **ONE_RUN,
                        **SETTING)
         return _bullets([stl and f"{row_name(stl)} ({_where(stl)}): {stl['nll']:.2f} ± {stl['nll_se']:.2f}; the "
                                  "standard row is not measured at this stage in the same setting"])
-    stl, standard, dreg = (at(key, stages[-1]) for key in (STL, IWAE_K50, DREG))
+    stl, standard = pair
+    dreg = _ours(rows, DREG, stage=stl["stage"])
     return _bullets([compare(stl, standard), compare(stl, dreg), compare(dreg, standard)])
 
 
 def precisions(rows):
     """Each row trained under --bf16 against the same row, setting and seed in float32, at the furthest stage both
     reached."""
-    same = ("layers", "objective", "k", "estimator", *SETTING, "seed")
-    runs = dict.fromkeys(tuple(row[key] for key in same)
+    runs = dict.fromkeys(tuple(row[key] for key in SAME_RUN)
                          for row in matching(rows, source=THIS_REPO, precision=PRECISION[True]))
     said = []
     for run in runs:
-        def at(stage, bf16, run=run):
-            return latest(rows, source=THIS_REPO, precision=PRECISION[bf16], stage=stage, **dict(zip(same, run)))
+        def trained_in(bf16, run=run):
+            return lambda stage: latest(rows, source=THIS_REPO, precision=PRECISION[bf16], stage=stage,
+                                        **dict(zip(SAME_RUN, run)))
 
-        both = [stage for stage in range(8) if at(stage, True) and at(stage, False)]
-        said.append(compare(at(both[-1], True), at(both[-1], False)) if both else None)
+        pair = _furthest_pair(trained_in(True), trained_in(False))
+        said.append(compare(*pair) if pair else None)
     return _bullets(said)
 
 

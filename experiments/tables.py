@@ -184,13 +184,17 @@ def _trained(row):
     return f"{row['train_minutes']:g} min ({row['machine']}, {row['date']})"
 
 
+# What makes two of this repo's runs the same run but for their precision: Table 1's row, the setting and the seed.
+SAME_RUN = ("layers", "objective", "k", "estimator", *SETTING, "seed")
+
+
 def precisions(rows):
     """Every row and stage trained under --bf16 beside the same row, setting, seed and stage in float32: both bounds
     (evaluated in float32), their difference, and the training minutes to that stage."""
-    same = ("layers", "objective", "k", "estimator", *SETTING, "seed", "stage")
     lines = []
     for bf16 in matching(rows, source=THIS_REPO, precision=PRECISION[True]):
-        float32 = latest(rows, source=THIS_REPO, precision=PRECISION[False], **{key: bf16[key] for key in same})
+        float32 = latest(rows, source=THIS_REPO, precision=PRECISION[False],
+                         **{key: bf16[key] for key in (*SAME_RUN, "stage")})
         lines.append([f"{row_name(bf16)}, {setting_name({**bf16, 'precision': PRECISION[False]})}",
                       f"{bf16['stage']} ({bf16['epochs']:,})",
                       _value(float32["nll"], float32["nll_se"]) if float32 else "–", _value(bf16["nll"], bf16["nll_se"]),
