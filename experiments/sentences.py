@@ -2,11 +2,9 @@
 each says which rows, their figures, their difference in nats and in combined standard errors, and the paper's
 difference for the same rows where it has them. The prose around them says in words what they show.
 """
-import math
-
 from experiments.results import (HEADLINE_STAGE, NBIP, ONE_RUN, PAPER, PAPER_SETTING, PRECISION, SETTING, TABLE1,
                                  THIS_REPO, TWO_LAYER_SETTING, furthest, latest, matching, row_name, setting_name)
-from experiments.tables import SAME_RUN, setting_in_full
+from experiments.tables import SAME_RUN, gap, setting_in_full
 
 VAE_K1, VAE_K5, VAE_K50, IWAE_K5, IWAE_K50, DREG = TABLE1
 STL = ("iwae", 50, "stl")
@@ -35,17 +33,16 @@ def compare(first, second, published=None):
     rows where `published` (a (first, second) pair of published rows) has both."""
     if not first or not second:
         return None
-    difference = first["nll"] - second["nll"]
-    errors = difference / math.hypot(first["nll_se"], second["nll_se"])
+    difference, errors = gap(first, second)
     second_where = "the same setting and stage" if _where(second) == _where(first) else _where(second)
     said = (f"{row_name(first)} ({_where(first)}): {first['nll']:.2f} ± {first['nll_se']:.2f} against "
             f"{row_name(second)} ({second_where}): {second['nll']:.2f} ± {second['nll_se']:.2f}, "
             f"{abs(difference):.2f} nats {'below' if difference < 0 else 'above'} ({abs(errors):.1f} combined "
             "standard errors")
     if published and all(published):
-        gap = published[0]["nll"] - published[1]["nll"]
-        said += f"; {SOURCES[published[0]['source']]}, after {published[0]['epochs']:,} epochs: {abs(gap):.2f} " \
-                f"{'below' if gap < 0 else 'above'}"
+        published_gap = published[0]["nll"] - published[1]["nll"]
+        said += f"; {SOURCES[published[0]['source']]}, after {published[0]['epochs']:,} epochs: " \
+                f"{abs(published_gap):.2f} {'below' if published_gap < 0 else 'above'}"
     return said + ")"
 
 

@@ -98,7 +98,7 @@ def seeds(rows):
                           "; ".join(sorted({f"{row['machine']}, {row['date']}" for row in runs}))])
     lines.sort(key=lambda line: line[:2])
     return markdown_table(["row, setting", "stage (epochs)", "−log p(x) by seed, nats ± standard error",
-                   "mean ± sd over seeds", "machines, dates"], lines)
+                           "mean ± sd over seeds", "machines, dates"], lines)
 
 
 def _measured(rows, header_first, first):
@@ -107,7 +107,7 @@ def _measured(rows, header_first, first):
               row["active_units"], f"{row['train_minutes']:g} min", f"{row['machine']}, {row['date']}",
               f"`{row['command']}`" + (f"; {row['note']}" if row["note"] else "")] for row in rows]
     return markdown_table([header_first, "stage (epochs)", "−log p(x), nats, k = 5000 (k = 100)", "−ELBO, nats",
-                   "active units", "training", "machine, date", "command"], lines)
+                           "active units", "training", "machine, date", "command"], lines)
 
 
 def settings_at_stage4(rows):
@@ -170,14 +170,19 @@ def removal_checks(rows):
               f"{row['removal_nats']:+.3f} ± {row['removal_se']:.3f}", f"{row['machine']}, {row['date']}",
               f"`{row['command']}`"] for row in chosen]
     return markdown_table(["row, setting", "stage (epochs)", "−log p(x), nats, k = 5000", "active units",
-                   "inactive units removed", "the bound's change without them, nats", "machine, date", "command"],
-                  lines) if lines else "No row measured with the removal check yet."
+                           "inactive units removed", "the bound's change without them, nats", "machine, date",
+                           "command"], lines) if lines else "No row measured with the removal check yet."
+
+
+def gap(first, second):
+    """first's bound less second's: (nats, the same in combined standard errors)."""
+    difference = first["nll"] - second["nll"]
+    return difference, difference / math.hypot(first["nll_se"], second["nll_se"])
 
 
 def _difference(first, second):
-    """first's bound less second's, in nats and in combined standard errors: "+0.30 (+0.9 combined SE)"."""
-    difference = first["nll"] - second["nll"]
-    return f"{difference:+.2f} ({difference / math.hypot(first['nll_se'], second['nll_se']):+.1f} combined SE)"
+    """first's bound less second's as a cell: "+0.30 (+0.9 combined SE)"."""
+    return "{:+.2f} ({:+.1f} combined SE)".format(*gap(first, second))
 
 
 def _trained(row):
