@@ -31,8 +31,9 @@ overwrite: "let a fresh run replace a checkpoint that holds more epochs than it 
 compile: "torch.compile the model (not measured faster for these MLPs; numbers differ slightly)" = False
 bf16: ("the networks' matrix multiplies in bfloat16 (weights, Adam, the likelihood, log weights and loss stay float32); "
        "on CPU or CUDA. Measured on an Intel Xeon with bfloat16 matrix units (AMX): Burda's k = 50 rows 1.5-1.9x "
-       "faster (two stochastic layers the least), k = 1 steps 0.7-0.9x (slower); not measured on processors "
-       "without them (docs/performance.md). Changes the numbers slightly") = False
+       "faster (two stochastic layers the least), k = 1 steps 0.7-0.9x (slower); with oneDNN held below them "
+       "(AVX-512 without bfloat16, as on processors that lack them) every row 1.8-3x slower (docs/performance.md). "
+       "Changes the numbers slightly") = False
 # model and objective
 latent_dims: "size of the latent code z (with two stochastic layers: of z1, the lower)" = 2
 hidden_dims: "width of each hidden layer of encoder and decoder" = 512

@@ -1,4 +1,5 @@
 """How the benchmarks time their works: in rounds that take turns, the best of each, and ratios paired by round."""
+import os
 import statistics
 import time
 
@@ -55,8 +56,8 @@ def device_name(device):
 
 
 def bf16_units(device):
-    """Whether the processor multiplies bfloat16 matrices in hardware: the CPU's flags (amx_bf16, avx512_bf16), or
-    the GPU's name."""
+    """Whether the processor multiplies bfloat16 matrices in hardware: the CPU's flags (amx_bf16, avx512_bf16) and
+    any cap set on oneDNN's instructions, or the GPU's name."""
     if device.type != "cpu":
         return device_name(device)
     try:
@@ -64,4 +65,8 @@ def bf16_units(device):
     except OSError:
         flags = []
     found = [flag for flag in ("amx_bf16", "avx512_bf16") if flag in flags]
-    return ", ".join(found) if found else "none (neither amx_bf16 nor avx512_bf16)"
+    units = ", ".join(found) if found else "none (neither amx_bf16 nor avx512_bf16)"
+    # oneDNN, which runs the bfloat16 multiplies, can be held below the processor's instructions: a processor
+    # without the units, measured on one that has them.
+    capped = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    return f"{units}; oneDNN held to ONEDNN_MAX_CPU_ISA={capped}" if capped else units

@@ -127,6 +127,14 @@ def test_works_take_turns_and_each_keeps_its_best_time(monkeypatch):
     assert timing.best_times(torch.device("cpu"), works_timed, repeats=3) == [1, 2]
 
 
+def test_the_matrix_units_line_says_when_onednn_is_held_below_the_processor(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    assert "ONEDNN_MAX_CPU_ISA" not in timing.bf16_units(cpu)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert timing.bf16_units(cpu).endswith("oneDNN held to ONEDNN_MAX_CPU_ISA=AVX2")
+
+
 def test_the_epoch_benchmark_runs_end_to_end(data_root):
     result = run_python("-m", "benchmarks.epoch", "--device", "cpu", "--data-root", data_root, cwd=ROOT)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
