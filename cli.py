@@ -112,6 +112,19 @@ def resolve_device(name):
     return device
 
 
+def bf16_matrix_units(cpuinfo="/proc/cpuinfo"):
+    """The CPU's bfloat16 matrix instructions by their flags in `cpuinfo` (x86: amx_bf16, avx512_bf16; Arm: bf16),
+    [] where it lists none, None where it cannot be read (not Linux): --bf16 pays only where there are some
+    (docs/performance.md)."""
+    try:
+        with open(cpuinfo) as lines:
+            flags = next((line.split(":", 1)[1].split() for line in lines
+                          if line.startswith(("flags", "Features"))), [])
+    except OSError:
+        return None
+    return [flag for flag in ("amx_bf16", "avx512_bf16", "bf16") if flag in flags]
+
+
 def flush_denormals():
     """Treat floats below 1.2e-38 (denormals) as zero in this process's CPU arithmetic.
 

@@ -11,6 +11,7 @@ cli.catch_interrupts()  # before torch loads: a Ctrl-C or SIGTERM from the first
 import contextlib  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 
 import torch  # noqa: E402
@@ -135,6 +136,9 @@ def main():
             "top_latent_dims", "top_hidden_dims", "data_root", "ckpt_dir")
     cfg, overrides = config.parse(keys, description=__doc__)
     device = cli.resolve_device(cfg.device)
+    if cfg.bf16 and device.type == "cpu" and cli.bf16_matrix_units() == []:
+        print("--bf16: this CPU lists no bfloat16 matrix instructions (amx_bf16, avx512_bf16, bf16), so training "
+              "runs slower than in float32 (1.8-3x where measured: docs/performance.md)", file=sys.stderr)
     check_writable(cfg.ckpt_dir, "--ckpt-dir")
     with contextlib.ExitStack() as held:  # each checkpoint this run may write, held from before it is read
         for name in config.models(cfg.model):

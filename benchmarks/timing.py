@@ -56,16 +56,12 @@ def device_name(device):
 
 
 def bf16_units(device):
-    """Whether the processor multiplies bfloat16 matrices in hardware: the CPU's flags (amx_bf16, avx512_bf16) and
-    any cap set on oneDNN's instructions, or the GPU's name."""
+    """Whether the processor multiplies bfloat16 matrices in hardware: the CPU's flags (cli.bf16_matrix_units)
+    and any cap set on oneDNN's instructions, or the GPU's name."""
     if device.type != "cpu":
         return device_name(device)
-    try:
-        flags = next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags")), [])
-    except OSError:
-        flags = []
-    found = [flag for flag in ("amx_bf16", "avx512_bf16") if flag in flags]
-    units = ", ".join(found) if found else "none (neither amx_bf16 nor avx512_bf16)"
+    found = cli.bf16_matrix_units()
+    units = ", ".join(found) if found else "unknown" if found is None else "none (no amx_bf16, avx512_bf16 or bf16)"
     # oneDNN, which runs the bfloat16 multiplies, can be held below the processor's instructions: a processor
     # without the units, measured on one that has them.
     capped = os.environ.get("ONEDNN_MAX_CPU_ISA")

@@ -106,3 +106,15 @@ def test_the_cpu_device_flushes_denormals_to_zero():
     flushed, kept = (run_python("-c", DENORMAL_ARITHMETIC, device, cwd=ROOT) for device in ("cpu", "none"))
     assert int(kept.stdout) == 1 << 20  # without it, denormals are computed with
     assert int(flushed.stdout) == 0, flushed.stderr
+
+
+@pytest.mark.parametrize("listing, found", [
+    ("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile amx_bf16\n", ["amx_bf16", "avx512_bf16"]),
+    ("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni\n", []),
+    ("processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n", ["bf16"]),
+])
+def test_the_bf16_matrix_units_are_read_from_the_cpus_flags(tmp_path, listing, found):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(listing)
+    assert cli.bf16_matrix_units(cpuinfo) == found
+    assert cli.bf16_matrix_units(tmp_path / "absent") is None
