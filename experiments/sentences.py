@@ -36,9 +36,12 @@ def compare(first, second, published=None):
     difference, errors = gap(first, second)
     second_where = "the same setting and stage" if _where(second) == _where(first) else _where(second)
     said = (f"{row_name(first)} ({_where(first)}): {first['nll']:.2f} ± {first['nll_se']:.2f} against "
-            f"{row_name(second)} ({second_where}): {second['nll']:.2f} ± {second['nll_se']:.2f}, "
-            f"{abs(difference):.2f} nats {'below' if difference < 0 else 'above'} ({abs(errors):.1f} combined "
-            "standard errors")
+            f"{row_name(second)} ({second_where}): {second['nll']:.2f} ± {second['nll_se']:.2f}, ")
+    if round(difference, 2) == 0:  # the data holds hundredths: "0.00 nats above" would claim a direction
+        said += "the same to the hundredth of a nat (0.0 combined standard errors"
+    else:
+        said += (f"{abs(difference):.2f} nats {'below' if difference < 0 else 'above'} ({abs(errors):.1f} combined "
+                 "standard errors")
     if published and all(published):
         published_gap = published[0]["nll"] - published[1]["nll"]
         said += f"; {SOURCES[published[0]['source']]}, after {published[0]['epochs']:,} epochs: " \

@@ -142,8 +142,11 @@ def test_a_two_layer_row_is_in_the_two_layer_tables_only():
                       date="9999-12-31")  # the latest of its stage, whatever the data holds
     tables = {name: make(rows) for name, make in pages.TABLES.items()}
     changed = {name: make(rows + [two_layers]) for name, make in pages.TABLES.items()}
-    assert {name for name in tables if tables[name] != changed[name]} == {
-        "two-layers", "two-layer-stages", "two-layers-table1", "two-layer-comparisons", "table1-caption"}
+    two_layer_tables = {"two-layers", "two-layer-stages", "two-layers-table1", "two-layer-comparisons",
+                        "table1-caption"}
+    # the bf16 tables set each precision beside the other, one layer or two: they change where a bf16 row is its pair
+    both = {"precisions", "precision-comparisons"}
+    assert two_layer_tables <= {name for name in tables if tables[name] != changed[name]} <= two_layer_tables | both
     assert "two stochastic layers, batch 100, ε 1e-08, glorot-mean" in changed["two-layer-stages"]
 
     def iwae_k50(table):
@@ -173,3 +176,12 @@ def test_a_bf16_row_stands_beside_its_float32_row_with_their_difference_and_time
     expected = 0.3 / math.hypot(float32["nll_se"], bf16["nll_se"])
     assert "+0.30 (" in line and f"{expected:+.1f} combined SE" in line
     assert f"{float32['train_minutes']:g} min" in line and "47.5 min" in line and "--bf16" in line
+
+
+def test_a_comparison_of_equal_bounds_names_no_direction():
+    row = dict(results.latest(results.read(), source=results.THIS_REPO, layers=1, objective="iwae", k=50,
+                              estimator="standard", stage=4, **results.ONE_RUN, **results.SETTING))
+    same = dict(row, precision=results.PRECISION[True])
+    said = sentences.compare(same, row)
+    assert "the same to the hundredth of a nat" in said and "above" not in said and "below" not in said
+    assert "0.10 nats below" in sentences.compare(dict(same, nll=row["nll"] - 0.1), row)
