@@ -144,8 +144,8 @@ def test_a_two_layer_row_is_in_the_two_layer_tables_only():
     changed = {name: make(rows + [two_layers]) for name, make in pages.TABLES.items()}
     two_layer_tables = {"two-layers", "two-layer-stages", "two-layers-table1", "two-layer-comparisons",
                         "table1-caption"}
-    # the bf16 tables set each precision beside the other, one layer or two: they change where a bf16 row is its pair
-    both = {"precisions", "precision-comparisons"}
+    # the bf16 tables and the spread over seeds take rows of either depth: they change where the row is one of a pair
+    both = {"precisions", "precision-comparisons", "seeds"}
     assert two_layer_tables <= {name for name in tables if tables[name] != changed[name]} <= two_layer_tables | both
     assert "two stochastic layers, batch 100, ε 1e-08, glorot-mean" in changed["two-layer-stages"]
 
