@@ -1,8 +1,8 @@
 """Where a script meets its user: errors the user can fix, interruptions and closed pipes each become one line on
 stderr and a non-zero exit, and --device is turned into a torch device, or refused, before any work starts.
 
-Every script calls catch_interrupts() before its other imports, so a Ctrl-C or SIGTERM while torch loads is one
-line too.
+Every script imports this module before its other imports: importing it calls catch_interrupts(), so a Ctrl-C or
+SIGTERM while torch loads is one line too.
 """
 import contextlib
 import os
@@ -123,6 +123,9 @@ def bf16_matrix_units(cpuinfo="/proc/cpuinfo"):
     except OSError:
         return None
     return [flag for flag in ("amx_bf16", "avx512_bf16", "bf16") if flag in flags]
+
+
+catch_interrupts()
 
 
 def flush_denormals():

@@ -4,21 +4,18 @@
     python test.py --dataset fashion-mnist --model vae --iw-samples 100
 Each model is rebuilt from the config stored in its checkpoint, so no training flags need repeating.
 """
-import cli
+import cli  # first: on import it makes a Ctrl-C or SIGTERM while torch loads one line
+import json
 
-cli.catch_interrupts()  # before torch loads: a Ctrl-C or SIGTERM from the first second on is one line
+import torch
 
-import json  # noqa: E402
-
-import torch  # noqa: E402
-
-import checkpoints  # noqa: E402
-import config  # noqa: E402
-import data  # noqa: E402
-import plots  # noqa: E402
-import units  # noqa: E402
-from files import atomic_paths, check_writable  # noqa: E402
-from metrics import measure  # noqa: E402
+import checkpoints
+import config
+import data
+import plots
+import units
+from files import atomic_paths, check_writable
+from metrics import measure
 
 
 def trained_as(metrics):

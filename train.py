@@ -4,28 +4,25 @@
     python train.py --model vae --dataset fashion-mnist --latent-dims 8
     python train.py --resume --epochs 10             # continue both runs to 10 epochs (or an interrupted run)
 """
-import cli
+import cli  # first: on import it makes a Ctrl-C or SIGTERM while torch loads one line
+import contextlib
+import math
+import os
+import sys
+import time
 
-cli.catch_interrupts()  # before torch loads: a Ctrl-C or SIGTERM from the first second on is one line
+import torch
+from tqdm import tqdm
 
-import contextlib  # noqa: E402
-import math  # noqa: E402
-import os  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-import checkpoints  # noqa: E402
-import config  # noqa: E402
-import data  # noqa: E402
-from cli import UserError  # noqa: E402
-from files import check_writable  # noqa: E402
-from loop import make_optimizer, train_epoch  # noqa: E402
-from metrics import evaluate  # noqa: E402
-from layers import initialise  # noqa: E402
-from model import PIXELS, build, model_args, parameter_count  # noqa: E402
+import checkpoints
+import config
+import data
+from cli import UserError
+from files import check_writable
+from loop import make_optimizer, train_epoch
+from metrics import evaluate
+from layers import initialise
+from model import PIXELS, build, model_args, parameter_count
 
 BYTES_PER_PARAMETER = 16  # float32 weight, gradient and Adam's two moments
 LARGEST_SPLIT = 60_000  # no batch holds more images than this

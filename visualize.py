@@ -6,20 +6,17 @@ Per model: a GIF from --start to --end and back, and a still with one row per pa
     python visualize.py                          # class 0 -> class 9, both models, MNIST
     python visualize.py --start 3 --end 8 --dataset fashion-mnist
 """
-import cli
+import cli  # first: on import it makes a Ctrl-C or SIGTERM while torch loads one line
+import imageio.v3 as iio
+import torch
+import torch.nn.functional as F
 
-cli.catch_interrupts()  # before torch loads: a Ctrl-C or SIGTERM from the first second on is one line
-
-import imageio.v3 as iio  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-import checkpoints  # noqa: E402
-import config  # noqa: E402
-import data  # noqa: E402
-from cli import UserError  # noqa: E402
-from files import atomic_paths, check_writable  # noqa: E402
-from plots import output_path, save_grid  # noqa: E402
+import checkpoints
+import config
+import data
+from cli import UserError
+from files import atomic_paths, check_writable
+from plots import output_path, save_grid
 
 STEPS = 100  # decoded points between the two codes; the GIF plays them forward then back
 UPSCALE = 8  # a 28-pixel digit becomes 224 pixels, visible on any screen

@@ -13,30 +13,27 @@ command to continue where anything stopped: finished stages are not trained agai
 Locally, --jobs jobs run at a time, one thread each; on a Slurm cluster each job is submitted through submitit, and
 one that reaches its time limit or is preempted is requeued and continues from its last epoch.
 """
-import cli
+import cli  # first: on import it makes a Ctrl-C or SIGTERM while torch loads one line
+import argparse
+import concurrent.futures
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
 
-cli.catch_interrupts()  # before torch loads: a Ctrl-C or SIGTERM from the first second on is one line
+from tqdm import tqdm
 
-import argparse  # noqa: E402
-import concurrent.futures  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import shlex  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from types import SimpleNamespace  # noqa: E402
-
-from tqdm import tqdm  # noqa: E402
-
-import config  # noqa: E402
-from cli import UserError  # noqa: E402
-from experiments import job, results  # noqa: E402
-from files import check_writable  # noqa: E402
+import config
+from cli import UserError
+from experiments import job, results
+from files import check_writable
 
 ROOT = results.ROOT
 MAX_STAGES = 8

@@ -12,27 +12,24 @@ and every estimator at a k sees the same ones. A parameter's SNR is |mean| / sta
 jackknife standard error over --groups groups of draws. The figures go to results/snr.csv (a new measurement of a
 checkpoint replaces its rows) and the figure and docs/snr.md's tables are redrawn from it.
 """
-import cli
+import cli  # first: on import it makes a Ctrl-C or SIGTERM while torch loads one line
+import argparse
+import datetime
+import math
+import os
+import shlex
+from pathlib import Path
+from types import SimpleNamespace
 
-cli.catch_interrupts()  # before torch loads: a Ctrl-C or SIGTERM from the first second on is one line
+import torch
+from tqdm import tqdm
 
-import argparse  # noqa: E402
-import datetime  # noqa: E402
-import math  # noqa: E402
-import os  # noqa: E402
-import shlex  # noqa: E402
-from pathlib import Path  # noqa: E402
-from types import SimpleNamespace  # noqa: E402
-
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-import checkpoints  # noqa: E402
-import data  # noqa: E402
-from cli import UserError  # noqa: E402
-from experiments import pages, results, snr_data  # noqa: E402
-from files import atomic_path  # noqa: E402
-from model import PIXELS, network_parameters  # noqa: E402
+import checkpoints
+import data
+from cli import UserError
+from experiments import pages, results, snr_data
+from files import atomic_path
+from model import PIXELS, network_parameters
 
 ESTIMATORS = ("standard", "stl", "dreg")
 DEFAULTS = {"ks": [1, 5, 10, 50, 100, 500, 1000], "estimators": list(ESTIMATORS), "draws": 100, "images": 20,
