@@ -11,6 +11,8 @@ A checkpoint is a dict of tensors and plain data, so torch.load(weights_only=Tru
 """
 import contextlib
 import io
+import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -20,7 +22,6 @@ import config
 from cli import UserError
 from files import LockHeld, atomic_path, exclusive_lock
 from model import MODEL_ARGS, MODEL_CLASSES, construct, model_args, parameter_count
-from pickles import read_data
 
 # What the weights were trained for: a resumed run may not change these.
 FIXED_ON_RESUME = ("dataset", "binarize", "init", *MODEL_ARGS)
@@ -125,6 +126,21 @@ def resume(cfg, name, overrides, device):
         raise UserError(f"{file} is already trained for {cli.count_of(trained, 'epoch')}, more than --epochs "
                         f"{cfg.epochs}; pass --epochs N with N > {trained} to train it further")
     return model, checkpoint, cfg
+
+
+def read_data(file):
+    """What torch.save wrote to `file`, read as tensors and plain data only (torch.load's weights_only=True): a file
+    that would call code when unpickled is refused by torch before it runs, and named here in one line."""
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as error:
+        code = re.findall(r"GLOBAL (\S+)", str(error)) if isinstance(error, pickle.UnpicklingError) else []
+        if code:  # what the file would have called, as torch names it
+            raise UserError(f"{file} was refused: it holds Python objects other than tensors and plain data "
+                            f"({', '.join(code)}), which could run code when loaded; only load checkpoints written "
+                            "by train.py") from None
+        raise UserError(f"{file} is not a usable checkpoint of this project (damaged, or not a checkpoint); "
+                        "retrain with train.py") from None
 
 
 def _refuse(file, problem):
