@@ -2,7 +2,7 @@
 
 A checkpoint is a dict of tensors and plain data, so torch.load(weights_only=True) reads it and it cannot run code:
     model       "ae" | "vae"
-    model_args  the constructor's arguments (model.MODEL_ARGS): the model is rebuilt from the file alone
+    model_args  the model's arguments (config.MODEL_ARGS): the model is rebuilt from the file alone
     config      the run's full config
     weights     the model's state_dict
     optimizer   Adam's state_dict            } what --resume needs to continue
@@ -10,6 +10,7 @@ A checkpoint is a dict of tensors and plain data, so torch.load(weights_only=Tru
     history     one dict per epoch: epoch, train_loss, test_loss, test_recon, test_kl, seconds
 """
 import contextlib
+import inspect
 import io
 import pickle
 import re
@@ -21,7 +22,10 @@ import cli
 import config
 from cli import UserError
 from files import LockHeld, atomic_path, exclusive_lock
-from model import MODEL_ARGS, MODEL_CLASSES, construct, model_args, parameter_count
+from config import MODEL_ARGS
+from literature import KSampleVAE
+from model import AutoEncoder
+from two_layers import TwoLayerVAE
 
 # What the weights were trained for: a resumed run may not change these.
 FIXED_ON_RESUME = ("dataset", "binarize", "init", *MODEL_ARGS)
@@ -33,6 +37,25 @@ REQUIRED = ("model", "model_args", "config", "weights")
 # What a checkpoint's size is made of (tested against real ones): float32 weights and Adam's two moments, and a little
 # for the config, the random state and torch's zip records, and each epoch's history entry.
 BYTES_PER_PARAMETER, FIXED_BYTES, BYTES_PER_EPOCH = 12, 64_000, 300
+
+
+def model_args(cfg):
+    """The model's arguments in a config: what a checkpoint stores to rebuild it."""
+    return {key: getattr(cfg, key) for key in MODEL_ARGS}
+
+
+def build(name, args):
+    """Model `name` ("ae" | "vae") from its arguments; each class takes those its constructors name."""
+    model_class = AutoEncoder if name == "ae" else TwoLayerVAE if args["stochastic_layers"] == 2 else KSampleVAE
+    own = {key for klass in model_class.__mro__ if "__init__" in vars(klass)
+           for key in inspect.signature(klass.__init__).parameters}
+    return model_class(**{key: value for key, value in args.items() if key in own})
+
+
+def parameter_count(name, args):
+    """How many parameters model `name` has with arguments `args`, counted without allocating them."""
+    with torch.device("meta"):
+        return sum(parameter.numel() for parameter in build(name, args).parameters())
 
 
 def path(cfg, name):
@@ -104,7 +127,7 @@ def load(cfg, name, overrides, device, needs=()):
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("model_args"), dict):
         checkpoint["model_args"] = {**ADDED_LATER, **checkpoint["model_args"]}
     _refuse(file, _problem(checkpoint, name, cfg.dataset, REQUIRED + tuple(needs)))
-    model = construct(name, checkpoint["model_args"])
+    model = build(name, checkpoint["model_args"])
     _refuse(file, _mismatch(model.state_dict(), checkpoint["weights"]))
     model.load_state_dict(checkpoint["weights"])
     cfg = config.merge({**checkpoint["config"], **checkpoint["model_args"]}, overrides)
@@ -156,8 +179,8 @@ def _problem(checkpoint, name, dataset, needs):
     if missing:
         return f"it lacks {', '.join(missing)}"
     kind, args, weights = checkpoint["model"], checkpoint["model_args"], checkpoint["weights"]
-    if kind not in MODEL_CLASSES:
-        return f"its model is {kind!r}, not one of {', '.join(MODEL_CLASSES)}"
+    if kind not in config.MODELS:
+        return f"its model is {kind!r}, not one of {', '.join(config.MODELS)}"
     if kind != name:
         return f"it is a checkpoint of the {kind.upper()}, not the {name.upper()}"
     if not isinstance(args, dict) or set(args) != set(MODEL_ARGS):

@@ -89,7 +89,7 @@ def count_of(count, noun):
 
 
 def resolve_device(name):
-    """The torch device --device names, checked. On the CPU it also flushes denormal floats to zero (flush_denormals)."""
+    """The torch device --device names, checked. On the CPU it also flushes denormal floats to zero (speed.flush_denormals)."""
     import torch  # here, not at the top: config.py and --help stay quick to import
 
     if name == "auto":
@@ -108,6 +108,8 @@ def resolve_device(name):
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise UserError(f"--device {name}: MPS is not available on this machine; use --device cpu")
     if device.type == "cpu":
+        from speed import flush_denormals
+
         flush_denormals()
     return device
 
@@ -126,17 +128,3 @@ def bf16_matrix_units(cpuinfo="/proc/cpuinfo"):
 
 
 catch_interrupts()
-
-
-def flush_denormals():
-    """Treat floats below 1.2e-38 (denormals) as zero in this process's CPU arithmetic.
-
-    x86 CPUs compute with denormals many times slower. A Bernoulli decoder's gradient, sigmoid(l) - x, is denormal
-    wherever a pixel is predicted with near certainty, which early training makes common: on Burda et al.'s network
-    with k = 50, after its first epoch, a training step takes 4.5 times as long (docs/performance.md). Flushing
-    changes only those values, each far below any that moves a weight. Called before the script's first tensor
-    operation.
-    """
-    import torch
-
-    torch.set_flush_denormal(True)

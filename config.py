@@ -70,6 +70,9 @@ BURDA2015_TWO_LAYERS = {**BURDA2015, "latent_dims": 100, "stochastic_layers": 2,
                         "top_hidden_dims": 100}
 
 MODELS = ("ae", "vae")
+# What defines a model: a checkpoint stores these, and each model class takes those it uses.
+MODEL_ARGS = ("latent_dims", "hidden_dims", "hidden_layers", "activation", "likelihood", "beta", "objective", "k",
+              "estimator", "stochastic_layers", "top_latent_dims", "top_hidden_dims")
 DATASETS = ("mnist", "fashion-mnist")
 LIKELIHOODS = ("gaussian", "bernoulli")
 BINARIZE = ("none", "dynamic", "static")

@@ -9,24 +9,35 @@ from tqdm import tqdm
 
 import data
 import units
-from model import TwoLayerVAE
-from objectives import (PIXELS, binary_cross_entropy, decoder_variance, gaussian_log_density_per_dimension,
-                        log_likelihood, reconstruction_nll, sampled_kl, squared_error, twice_kl_per_dimension)
+from loop import EVAL_BATCH_SIZE, evaluate
+from model import PIXELS, squared_error
+from speed import binary_cross_entropy
 
-EVAL_BATCH_SIZE = 2000  # large: evaluation keeps no activations for a backward pass
 SAMPLES_PER_CHUNK = 2048  # decoded importance samples at once: few enough that their logits stay in cache
 NEIGHBOURS = 5  # k of the k-nearest-neighbour classifier on latent codes
 
 
-@torch.inference_mode()
-def evaluate(model, images, batch_size=EVAL_BATCH_SIZE):
-    """Test loss as trained (averaged per image over all of `images`) and its parts, recon and KL, per image."""
-    totals = torch.zeros(3, device=images.device)
-    for x in data.batches(images, batch_size, shuffle=False):
-        loss, recon, kl = model(x)
-        totals += torch.stack([loss * len(x), recon.sum(), kl.sum()])
-    loss, recon, kl = (totals / len(images)).tolist()  # the one host sync of the evaluation
-    return {"loss": loss, "recon": recon, "kl": kl}
+def decoder_variance(model):
+    """The variance of the Gaussian decoder the model was trained as (None for Bernoulli).
+
+    The loss (squared error + beta * KL) / 784 is, divided by beta, the negative ELBO of p(x|z) = N(x_hat, beta/2)
+    per pixel, scaled (docs/objective.md, "The weighting"): beta = 1 is variance 1/2.
+    """
+    return model.beta / 2 if model.likelihood == "gaussian" else None
+
+
+def reconstruction_nll(model, recon):
+    """-log p(x|z) in nats of the decoder the model was trained as, from its reconstruction_loss `recon` (any shape).
+
+    Bernoulli: the binary cross-entropy itself. Gaussian with variance s = beta/2 per pixel:
+    squared error / (2 s) + 784/2 * log(2 pi s). Undefined (nan) for a Gaussian trained with beta = 0.
+    """
+    variance = decoder_variance(model)
+    if variance is None:
+        return recon
+    if variance == 0:
+        return torch.full_like(recon, math.nan) if torch.is_tensor(recon) else math.nan
+    return recon / (2 * variance) + 0.5 * PIXELS * math.log(2 * math.pi * variance)
 
 
 @torch.inference_mode()
@@ -62,29 +73,13 @@ def importance_weighted_nll(model, images, samples, samples_per_chunk=SAMPLES_PE
     bounds = []
     with tqdm(total=len(images), desc=f"IW bound, k = {samples}", unit="image", leave=False, disable=None) as progress:
         for x in data.batches(images, images_per_chunk, shuffle=False):
-            if isinstance(model, TwoLayerVAE):  # its own sampler: both layers, each term of log w sampled
-                log_weights = torch.cat([_normalised(model, *model.log_weights(x, min(samples_per_step, samples - start)))
-                                         for start in range(0, samples, samples_per_step)], 1)  # (B, samples)
-            else:
-                mu, logvar = model.posterior(x)  # (B, latent) each
-                std, pixels = torch.exp(0.5 * logvar)[:, None], x.flatten(1)[:, None]  # (B, 1, latent), (B, 1, 784)
-                log_weights = []
-                for start in range(0, samples, samples_per_step):
-                    shape = (min(samples_per_step, samples - start), len(x), model.latent_dims)
-                    # Drawn sample-major: the numbers Normal(mu, std).sample((k,)) draws, so the estimate is as before.
-                    noise = torch.randn(shape, device=x.device).transpose(0, 1)  # (B, k, latent)
-                    z = mu[:, None] + std * noise
-                    log_weights.append(log_likelihood(model, model.decode_logits(z), pixels)
-                                       - sampled_kl(noise, z, logvar))
-                log_weights = torch.cat(log_weights, 1)  # (B, samples)
-            bounds.append(math.log(samples) - torch.logsumexp(log_weights, 1))
+            log_weights = []
+            for start in range(0, samples, samples_per_step):
+                weights = model.log_weights(x, min(samples_per_step, samples - start))
+                log_weights.append(weights.latent - reconstruction_nll(model, weights.recon))  # (B, samples_per_step)
+            bounds.append(math.log(samples) - torch.logsumexp(torch.cat(log_weights, 1), 1))
             progress.update(len(x))
     return torch.cat(bounds)
-
-
-def _normalised(model, log_weights, recon):
-    """Log weights with log p(x|z) as a normalised density or probability in place of the loss as trained."""
-    return log_weights + recon - reconstruction_nll(model, recon)
 
 
 @torch.inference_mode()
@@ -102,23 +97,10 @@ def negative_elbo(model, images, batch_size=EVAL_BATCH_SIZE):
 
 @torch.inference_mode()
 def kl_per_dimension(model, images, batch_size=EVAL_BATCH_SIZE):
-    """The KL of each latent dimension averaged over the images, a tensor per stochastic layer: near 0 for a collapsed
-    unit. One layer: in closed form. Two, [z1's, z2's]: z2's is KL(q(z2|z1) || N(0, I)) in closed form at one
-    z1 ~ q(z1|x) an image; z1's prior reads a z2 drawn from that z1, so its term is sampled, log q(z1|x) -
-    log p(z1|z2) at that (z1, z2). Together they are the -ELBO's KL, up to sampling."""
-    if not isinstance(model, TwoLayerVAE):
-        return [0.5 * sum(twice_kl_per_dimension(*model.posterior(x)).sum(0)
-                          for x in data.batches(images, batch_size, False)) / len(images)]
-    lower = upper = 0
-    for x in data.batches(images, batch_size, shuffle=False):
-        mu1, logvar1 = model.posterior(x)  # (B, latent) each
-        z1 = mu1 + torch.exp(0.5 * logvar1) * torch.randn_like(mu1)
-        mu2, logvar2 = model.upper_posterior(z1)  # (B, top) each
-        z2 = mu2 + torch.exp(0.5 * logvar2) * torch.randn_like(mu2)
-        lower = lower + (gaussian_log_density_per_dimension(z1, mu1, logvar1)
-                         - gaussian_log_density_per_dimension(z1, *model.prior_of_z1(z2))).sum(0)
-        upper = upper + 0.5 * twice_kl_per_dimension(mu2, logvar2).sum(0)
-    return [lower / len(images), upper / len(images)]
+    """The KL of each latent unit averaged over the images, a tensor per stochastic layer: near 0 for a collapsed
+    unit (the model's kl_per_dimension says how each layer's is computed)."""
+    totals = [sum(layers) for layers in zip(*(model.kl_per_dimension(x) for x in data.batches(images, batch_size, False)))]
+    return [total / len(images) for total in totals]
 
 
 def mean_and_standard_error(values):
@@ -171,7 +153,7 @@ def measure(model, name, dataset, cfg):
     mse, bce = reconstruction_errors(model, test_codes, dataset.test_images)
     metrics = {
         "model": name, "dataset": cfg.dataset, "binarize": cfg.binarize, "likelihood": model.likelihood,
-        "beta": model.beta, "latent_dims": model.latent_dims, "test_loss": loss["loss"], "mse_per_pixel": mse,
+        "latent_dims": model.latent_dims, "test_loss": loss["loss"], "mse_per_pixel": mse,
         "bce_nats": bce,
         # With fewer training images than NEIGHBOURS (tiny data), every one of them votes.
         "knn_neighbours": min(NEIGHBOURS, len(train_codes)),
@@ -187,11 +169,11 @@ def measure(model, name, dataset, cfg):
         elbo, recon, kl = negative_elbo(model, dataset.test_images)
         elbo, elbo_se = mean_and_standard_error(elbo)
         nats_are, is_likelihood = what_the_nats_are(model, cfg.binarize)
-        two_layers = isinstance(model, TwoLayerVAE)  # active units and KL per dimension: of z1, then of z2
-        activity = units.activities(model, dataset.test_images)
+        activity = units.activities(model, dataset.test_images)  # a tensor per stochastic layer: z1's, then z2's
+        two_layers = len(activity) == 2
         keep = [units.active(layer) for layer in activity]
         metrics.update({
-            "objective": model.objective, "k": model.k, "estimator": model.estimator, "nats_are": nats_are, "is_likelihood": is_likelihood,
+            "beta": model.beta, "objective": model.objective, "k": model.k, "estimator": model.estimator, "nats_are": nats_are, "is_likelihood": is_likelihood,
             "negative_elbo_nats": elbo, "negative_elbo_se": elbo_se, "elbo_reconstruction_nats": recon.mean().item(),
             "kl_nats": kl.mean().item(), "iw_nll_nats": bound, "iw_nll_se": bound_se, "iw_samples": cfg.iw_samples,
             "iw_seconds": iw_seconds, "stochastic_layers": 2 if two_layers else 1,

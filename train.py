@@ -19,10 +19,10 @@ import config
 import data
 from cli import UserError
 from files import check_writable
-from loop import make_optimizer, train_epoch
-from metrics import evaluate
-from layers import initialise
-from model import PIXELS, build, model_args, parameter_count
+from checkpoints import build, model_args, parameter_count
+from literature import initialise
+from loop import evaluate, make_optimizer, train_epoch
+from model import PIXELS
 
 BYTES_PER_PARAMETER = 16  # float32 weight, gradient and Adam's two moments
 LARGEST_SPLIT = 60_000  # no batch holds more images than this
@@ -82,7 +82,7 @@ def fit(name, cfg, dataset, device, resumed):
         model, checkpoint, cfg = resumed
         history = checkpoint["history"]
     else:
-        model, checkpoint, history = build(name, cfg).to(device), None, []
+        model, checkpoint, history = build(name, model_args(cfg)).to(device), None, []
         initialise(model, cfg.init, dataset.train_images)
     optimizer = make_optimizer(model, cfg.learning_rate, device, cfg.adam_eps, cfg.adam_beta1)
     if checkpoint is not None:

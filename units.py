@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 import data
-from model import TwoLayerVAE
 
 THRESHOLD = 0.01  # a unit is active when A_u exceeds this (Burda et al.)
 UPPER_SAMPLES = 100  # draws of z1 ~ q(z1|x) an image for the second layer's E_q[z2]
@@ -22,15 +21,8 @@ def activities(model, images, samples=UPPER_SAMPLES, batch_size=BATCH_SIZE):
     E_q[z] (and E_q[z1]) is q's mean; for z2 it is the mean of q(z2|z1) averaged over z1 ~ q(z1|x), by Monte Carlo
     over `samples` draws of z1 an image, not q(z2|z1) at z1's mean. A_u is the variance of E_q[z_u] over the images.
     """
-    means = [[], []]
-    for x in data.batches(images, batch_size, shuffle=False):
-        mu1, logvar1 = model.posterior(x)  # (B, latent) each
-        means[0].append(mu1)
-        if isinstance(model, TwoLayerVAE):
-            noise = torch.randn(len(x), samples, model.latent_dims, device=x.device)  # (B, samples, latent)
-            z1 = mu1[:, None] + torch.exp(0.5 * logvar1)[:, None] * noise
-            means[1].append(model.upper_posterior(z1)[0].mean(1))  # (B, top)
-    return [torch.cat(layer).var(0) for layer in means if layer]
+    means = [model.posterior_means(x, samples) for x in data.batches(images, batch_size, shuffle=False)]
+    return [torch.cat(layer).var(0) for layer in zip(*means)]
 
 
 def active(activity, threshold=THRESHOLD):

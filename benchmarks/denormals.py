@@ -1,6 +1,6 @@
 """What denormal floats cost a trained model's training step on the CPU: this project's loop (loop.train_epoch, as
 train.py runs it) on a VAE checkpoint, a stage of experiments.burda2015 say, with denormals flushed to zero, as
-every script runs on the CPU (cli.flush_denormals), and computed with, in paired rounds on one thread; and how many
+every script runs on the CPU (speed.flush_denormals), and computed with, in paired rounds on one thread; and how many
 of the decoder's output gradients are denormal.
 
     python -m benchmarks.denormals --ckpt-dir runs/burda2015/iwae-k50-batch100-eps1e-08/stage0

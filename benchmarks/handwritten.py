@@ -12,12 +12,11 @@ import torch
 import data
 from benchmarks.works import flat_adam, flat_views, linear_layers
 from metrics import SAMPLES_PER_CHUNK
-from model import PIXELS
-from objectives import gaussian_kl
+from model import PIXELS, gaussian_kl
 
 
 def activate_(pre_activation, activation):
-    """The model's activation in place: tanh as 2 sigmoid(2x) - 1 (layers.Tanh's arithmetic), or ReLU."""
+    """The model's activation in place: tanh as 2 sigmoid(2x) - 1 (tanh to float rounding), or ReLU."""
     if activation == "tanh":
         return pre_activation.mul_(2).sigmoid_().mul_(2).sub_(1)
     return pre_activation.clamp_min_(0)

@@ -17,8 +17,8 @@ import config
 import files
 from benchmarks.timing import best_of, timed_rounds
 from benchmarks.works import replaced
+from checkpoints import build, model_args
 from loop import make_optimizer
-from model import build
 
 ROUNDS = 20
 # (network, seconds of a CPU training epoch at its batch size): the README's measurements on this project's machine.
@@ -27,7 +27,7 @@ NETWORKS = (("default", 1.45), ("burda2015", 3.1))
 
 def saving(cfg, name):
     """A save() of a trained-looking checkpoint of model `name` (weights, Adam's moments, 5 epochs of history)."""
-    model = build(name, cfg)
+    model = build(name, model_args(cfg))
     optimizer = make_optimizer(model, cfg.learning_rate, torch.device("cpu"))
     model(torch.rand(2, 28, 28))[0].backward()
     optimizer.step()

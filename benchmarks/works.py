@@ -11,9 +11,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from loop import make_optimizer, train_epoch
-from metrics import EVAL_BATCH_SIZE, evaluate
-from model import build
+from checkpoints import build, model_args
+from loop import EVAL_BATCH_SIZE, evaluate, make_optimizer, train_epoch
 
 ADAM = {"beta1": 0.9, "beta2": 0.999, "weight_decay": 0.0, "eps": 1e-8, "amsgrad": False, "maximize": False}
 
@@ -25,7 +24,7 @@ def replaced(cfg, **values):
 
 def vae(cfg, device):
     torch.manual_seed(cfg.seed)
-    return build("vae", cfg).to(device)
+    return build("vae", model_args(cfg)).to(device)
 
 
 def project_loop(cfg, dataset, device, batch_size, train_count=None, bf16=False):

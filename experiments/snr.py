@@ -26,10 +26,12 @@ from tqdm import tqdm
 
 import checkpoints
 import data
+import speed
 from cli import UserError
 from experiments import pages, results, snr_data
 from files import atomic_path
-from model import PIXELS, network_parameters
+from literature import network_parameters
+from model import PIXELS
 
 ESTIMATORS = ("standard", "stl", "dreg")
 DEFAULTS = {"ks": [1, 5, 10, 50, 100, 500, 1000], "estimators": list(ESTIMATORS), "draws": 100, "images": 20,
@@ -142,7 +144,7 @@ def main(argv=None):
     model, checkpoint, stored = checkpoints.load(SimpleNamespace(ckpt_dir=args.ckpt_dir, dataset="mnist"), "vae", {},
                                                  torch.device("cpu"), needs=("history",))
     check(args, model)
-    cli.flush_denormals()
+    speed.flush_denormals()
     dataset = data.load(stored.dataset, args.data_root, torch.device("cpu"), stored.binarize)
     images = data.to_float(dataset.test_images[: args.images])  # (images, 28, 28)
     trained = results.trained_row(checkpoint, stored, results.stage_of(args.ckpt_dir))

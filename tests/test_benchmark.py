@@ -7,7 +7,7 @@ from torch import nn
 from benchmarks import denormals, handwritten, timing, works
 from conftest import ROOT, run_python
 from metrics import importance_weighted_nll
-from model import VariationalAutoEncoder
+from literature import KSampleVAE
 
 
 def multiplies(monkeypatch, work):
@@ -20,7 +20,7 @@ def multiplies(monkeypatch, work):
 
 @pytest.mark.parametrize("extra_layer", [False, True])
 def test_the_floor_multiplies_what_the_models_layers_multiply(monkeypatch, extra_layer):
-    model = VariationalAutoEncoder(latent_dims=3, hidden_dims=16)
+    model = KSampleVAE(latent_dims=3, hidden_dims=16)
     if extra_layer:  # whatever model.py defines, the floor follows
         model.decoder.insert(2, nn.Linear(16, 16))
     floor = works.step_floor(model, count=10, batch_size=4, learning_rate=1e-3)
@@ -35,7 +35,7 @@ def test_the_floor_multiplies_what_the_models_layers_multiply(monkeypatch, extra
 
 
 def test_the_floor_multiplies_k_rows_an_image_in_the_decoder_of_a_k_sample_objective(monkeypatch):
-    model = VariationalAutoEncoder(latent_dims=3, hidden_dims=16, objective="iwae", k=3)
+    model = KSampleVAE(latent_dims=3, hidden_dims=16, objective="iwae", k=3)
     floor = works.step_floor(model, count=4, batch_size=4, learning_rate=1e-3)
     layers = [((16, 784), 4), ((3, 16), 4), ((16, 3), 12), ((784, 16), 12), ((3, 16), 4)]  # (out, in), rows
     expected = []
@@ -48,7 +48,7 @@ def test_the_floor_multiplies_k_rows_an_image_in_the_decoder_of_a_k_sample_objec
 
 def test_the_floors_adam_pass_is_adams_update_of_every_parameter():
     torch.manual_seed(0)
-    model = VariationalAutoEncoder(latent_dims=3, hidden_dims=16)
+    model = KSampleVAE(latent_dims=3, hidden_dims=16)
     weights, grads, step = works.flat_adam(model, learning_rate=0.01)
     parameters = list(model.parameters())
     for parameter in parameters:
@@ -63,7 +63,7 @@ def test_the_floors_adam_pass_is_adams_update_of_every_parameter():
 
 
 def test_the_floor_writes_its_gradients_where_its_adam_pass_reads_them():
-    model = VariationalAutoEncoder(latent_dims=3, hidden_dims=16)
+    model = KSampleVAE(latent_dims=3, hidden_dims=16)
     _, flat_grads, _ = works.flat_adam(model, 1e-3)
     views = works.parameter_views(model, flat_grads)
     for view, layer in zip(views, works.linear_layers(model)):
@@ -76,7 +76,7 @@ def test_the_floor_writes_its_gradients_where_its_adam_pass_reads_them():
 def test_the_handwritten_step_computes_autograds_loss_and_gradients_and_takes_adams_step(activation, likelihood,
                                                                                          hidden_layers):
     torch.manual_seed(0)
-    model = VariationalAutoEncoder(latent_dims=3, hidden_dims=16, hidden_layers=hidden_layers, activation=activation,
+    model = KSampleVAE(latent_dims=3, hidden_dims=16, hidden_layers=hidden_layers, activation=activation,
                                    likelihood=likelihood, beta=0.7)
     step, weights, grads = handwritten.handwritten_step(model, activation, learning_rate=0.01)
     x = (torch.rand(5, 784) < 0.3).float()
@@ -95,7 +95,7 @@ def test_the_handwritten_step_computes_autograds_loss_and_gradients_and_takes_ad
 
 def test_the_handwritten_bound_is_the_projects_bound():
     torch.manual_seed(0)
-    model = VariationalAutoEncoder(latent_dims=3, hidden_dims=16, hidden_layers=2, activation="tanh",
+    model = KSampleVAE(latent_dims=3, hidden_dims=16, hidden_layers=2, activation="tanh",
                                    likelihood="bernoulli")
     images = (torch.rand(3, 28, 28) < 0.3).to(torch.uint8) * 255
     torch.manual_seed(1)
@@ -106,7 +106,7 @@ def test_the_handwritten_bound_is_the_projects_bound():
 
 
 def test_the_decoder_floor_multiplies_what_the_decoder_multiplies(monkeypatch):
-    model = VariationalAutoEncoder(latent_dims=3, hidden_dims=16, hidden_layers=2)
+    model = KSampleVAE(latent_dims=3, hidden_dims=16, hidden_layers=2)
     floor = works.decoder_floor(model, samples=10, rows_per_chunk=4)
     expected = [((rows, inp), (inp, out)) for rows in (4, 4, 2) for inp, out in ((3, 16), (16, 16), (16, 784))]
     assert multiplies(monkeypatch, floor) == sorted(expected)
@@ -165,7 +165,7 @@ def test_the_save_benchmark_times_both_networks_with_and_without_the_syncs(tmp_p
 
 
 def test_the_denormal_share_counts_the_decoders_denormal_gradients():
-    model = VariationalAutoEncoder(latent_dims=2, hidden_dims=8, likelihood="bernoulli")
+    model = KSampleVAE(latent_dims=2, hidden_dims=8, likelihood="bernoulli")
     with torch.no_grad():  # every logit -88: sigmoid(-88) = 6e-39, and its gradient / (784 * 4) is denormal too
         model.decoder[-1].weight.zero_()
         model.decoder[-1].bias.fill_(-88.0)

@@ -12,7 +12,8 @@ import config
 from cli import UserError
 from conftest import record_syncs_and_renames
 from loop import make_optimizer
-from model import MODEL_ARGS, build, model_args
+from checkpoints import build, model_args
+from config import MODEL_ARGS
 
 CPU = torch.device("cpu")
 
@@ -23,7 +24,7 @@ def saved(tmp_path, name="vae", epochs=2, **values):
     for key, value in values.items():
         setattr(cfg, key, value)
     torch.manual_seed(0)
-    model = build(name, cfg)
+    model = build(name, model_args(cfg))
     history = [{"epoch": epoch, "train_loss": 1.0, "test_loss": 1.0, "test_recon": 1.0, "test_kl": 0.0, "seconds": 1.0}
                for epoch in range(1, epochs + 1)]
     checkpoints.save(cfg, name, model, make_optimizer(model, cfg.learning_rate, CPU), history)
@@ -48,7 +49,7 @@ def refusal(cfg, name="vae", needs=()):
 def test_a_saved_model_is_rebuilt_from_its_checkpoint_alone(tmp_path):
     cfg = saved(tmp_path, latent_dims=3, likelihood="bernoulli")
     torch.manual_seed(0)
-    original = build("vae", cfg)
+    original = build("vae", model_args(cfg))
     model, checkpoint, loaded_cfg = checkpoints.load(config.parse(("ckpt_dir",), ["--ckpt-dir", str(tmp_path)])[0],
                                                      "vae", {"iw_samples": 7}, CPU)
     assert checkpoint["model_args"] == {"latent_dims": 3, "hidden_dims": 16, "hidden_layers": 1, "activation": "relu",
@@ -159,7 +160,7 @@ def test_an_older_format_checkpoint_of_plain_data_still_loads(tmp_path):
 @pytest.mark.parametrize("hidden_dims, epochs", [(16, 1), (512, 5), (200, 121)])
 def test_the_expected_size_of_a_checkpoint_is_a_little_above_its_real_size(tmp_path, hidden_dims, epochs):
     cfg, _ = config.parse(tuple(config.defaults()), ["--ckpt-dir", str(tmp_path), "--hidden-dims", str(hidden_dims)])
-    model = build("vae", cfg)
+    model = build("vae", model_args(cfg))
     optimizer = make_optimizer(model, cfg.learning_rate, CPU)
     model(torch.rand(2, 28, 28))[0].backward()
     optimizer.step()  # as in training: Adam's two moments are in the checkpoint

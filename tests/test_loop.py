@@ -7,8 +7,8 @@ import torch
 import config
 import data
 from loop import make_optimizer, train_epoch
-from metrics import evaluate
-from model import build
+from loop import evaluate
+from checkpoints import build, model_args
 
 CPU = torch.device("cpu")
 
@@ -16,7 +16,7 @@ CPU = torch.device("cpu")
 def fresh_vae():
     torch.manual_seed(0)
     cfg = config.merge(config.defaults(), {"hidden_dims": 64})
-    model = build("vae", cfg)
+    model = build("vae", model_args(cfg))
     return model, make_optimizer(model, cfg.learning_rate, CPU)
 
 

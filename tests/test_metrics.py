@@ -7,16 +7,16 @@ import torch.nn.functional as F
 
 import data
 import units
-from metrics import (evaluate, importance_weighted_nll, kl_per_dimension, knn_accuracy,
-                     mean_and_standard_error, negative_elbo, what_the_nats_are)
-from model import VariationalAutoEncoder
-from objectives import reconstruction_nll
-from objectives import gaussian_kl
+from loop import evaluate
+from metrics import (importance_weighted_nll, kl_per_dimension, knn_accuracy, mean_and_standard_error, negative_elbo,
+                     reconstruction_nll, what_the_nats_are)
+from literature import KSampleVAE
+from model import gaussian_kl
 
 
 def tiny_vae(likelihood="bernoulli", seed=0):
     torch.manual_seed(seed)
-    return VariationalAutoEncoder(latent_dims=2, hidden_dims=32, likelihood=likelihood)
+    return KSampleVAE(latent_dims=2, hidden_dims=32, likelihood=likelihood)
 
 
 def tiny_images(count=64, seed=0):
@@ -86,17 +86,18 @@ def test_bound_draws_and_weighs_as_torch_distributions_does(likelihood):
     with torch.no_grad():
         x = images.float().div(255)
         mu, logvar = model.posterior(x)
-        posterior = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))  # batch shape (5, latent)
-        z = posterior.sample((samples,))  # (k, 5, latent)
-        logits = model.decode_logits(z)  # (k, 5, 784)
-        pixels = x.flatten(1).expand_as(logits)
+        # batch shape (5, k, latent): k draws of each image's q, image by image, as the models draw them
+        posterior = torch.distributions.Normal(*(t[:, None].expand(-1, samples, -1) for t in (mu, torch.exp(0.5 * logvar))))
+        z = posterior.sample()  # (5, k, latent)
+        logits = model.decode_logits(z)  # (5, k, 784)
+        pixels = x.flatten(1)[:, None].expand_as(logits)
         if likelihood == "bernoulli":
             log_likelihood = -F.binary_cross_entropy_with_logits(logits, pixels, reduction="none").sum(-1)
         else:
             log_likelihood = torch.distributions.Normal(torch.sigmoid(logits), math.sqrt(0.5)).log_prob(pixels).sum(-1)
         prior = torch.distributions.Normal(0.0, 1.0)
-        log_weights = log_likelihood + prior.log_prob(z).sum(-1) - posterior.log_prob(z).sum(-1)  # (k, 5)
-        expected = math.log(samples) - torch.logsumexp(log_weights, 0)
+        log_weights = log_likelihood + prior.log_prob(z).sum(-1) - posterior.log_prob(z).sum(-1)  # (5, k)
+        expected = math.log(samples) - torch.logsumexp(log_weights, 1)
     assert torch.allclose(ours, expected, rtol=1e-5)
 
 

@@ -7,8 +7,7 @@ import pytest
 import torch
 
 import config
-from model import build
-from objectives import sampled_kl
+from checkpoints import build, model_args
 
 # In nats per image (log w: per sample). Measured at initialisation on Burda et al.'s networks: the loss within
 # 0.002 of float32's, each log w within 0.07 (one layer) and 0.11 (two), the normalised weights within 0.015, where
@@ -21,7 +20,7 @@ K, BATCH = 50, 20
 def burda_vae(layers, seed=0):
     torch.manual_seed(seed)
     network = config.BURDA2015_TWO_LAYERS if layers == 2 else config.BURDA2015
-    return build("vae", SimpleNamespace(**{**config.defaults(), **network, "objective": "iwae", "k": K}))
+    return build("vae", model_args(SimpleNamespace(**{**config.defaults(), **network, "objective": "iwae", "k": K})))
 
 
 def images():
@@ -32,14 +31,8 @@ def log_weights(model, x, bf16):
     """(log w (B, k), the per-image loss in nats (B,)) under autocast or not, for the same noise (seed 2)."""
     torch.manual_seed(2)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        if hasattr(model, "log_weights"):  # two stochastic layers
-            weights, _ = model.log_weights(x, K)
-        else:
-            mu, logvar = model.posterior(x)
-            std = torch.exp(0.5 * logvar)
-            noise = torch.randn(len(x), K, model.latent_dims)
-            z = mu[:, None] + std[:, None] * noise
-            weights = -model.reconstruction_loss(model.decode_logits(z), x) - sampled_kl(noise, z, logvar)
+        drawn = model.log_weights(x, K)
+        weights = drawn.latent - drawn.recon
         torch.manual_seed(2)
         loss = model(x)[0]
     return weights, loss

@@ -15,7 +15,7 @@ import config
 from cli import UserError
 from experiments import figure, pages, results, sentences, tables
 from loop import make_optimizer
-from model import build
+from checkpoints import build, model_args
 
 
 def test_every_generated_table_on_the_pages_is_what_the_data_gives():
@@ -76,7 +76,7 @@ def stage_folder(folder, stage, nll, iw_samples=5000):
     cfg = SimpleNamespace(**{**config.defaults(), **config.BURDA2015, "hidden_dims": 8, "latent_dims": 2,
                              "objective": "iwae", "k": 5, "batch_size": 20, "adam_eps": 1.2755e-07,
                              "init": "glorot-mean", "seed": 7, "ckpt_dir": str(folder)})
-    model = build("vae", cfg)
+    model = build("vae", model_args(cfg))
     optimizer = make_optimizer(model, 1e-3, torch.device("cpu"), cfg.adam_eps, cfg.adam_beta1)
     history = [{"epoch": epoch, "seconds": 30.0} for epoch in range(sum(3 ** i for i in range(stage + 1)))]
     checkpoints.save(cfg, "vae", model, optimizer, history)

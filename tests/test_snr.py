@@ -11,7 +11,8 @@ import config
 from cli import UserError
 from conftest import ROOT, run_python
 from experiments import pages, snr, snr_data
-from model import build, network_parameters
+from checkpoints import build, model_args
+from literature import network_parameters
 
 
 def test_the_snr_of_synthetic_draws_is_the_direct_computation_and_near_the_true_one():
@@ -55,7 +56,7 @@ def tiny_model(layers=1):
     torch.manual_seed(0)
     values = {**config.defaults(), **(config.BURDA2015 if layers == 1 else config.BURDA2015_TWO_LAYERS),
               "hidden_dims": 16, "latent_dims": 4, "top_latent_dims": 3, "top_hidden_dims": 8}
-    return build("vae", type("Config", (), values))
+    return build("vae", model_args(type("Config", (), values)))
 
 
 @pytest.mark.parametrize("layers", [1, 2])

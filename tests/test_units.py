@@ -7,14 +7,14 @@ import torch
 import config
 import units
 from metrics import importance_weighted_nll, mean_and_standard_error, removal_check
-from model import build
+from checkpoints import build, model_args
 
 
 def tiny(layers):
     torch.manual_seed(0)
     values = {**config.defaults(), **(config.BURDA2015 if layers == 1 else config.BURDA2015_TWO_LAYERS),
               "hidden_dims": 16, "latent_dims": 4, "top_latent_dims": 3, "top_hidden_dims": 8}
-    return build("vae", type("Config", (), values)).eval()
+    return build("vae", model_args(type("Config", (), values))).eval()
 
 
 GENERATOR = torch.Generator().manual_seed(1)

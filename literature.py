@@ -1,0 +1,121 @@
+"""The VAE of the likelihood literature, built on model.py's: k samples of z per image, the k-sample ELBO or the
+importance-weighted bound of Burda, Grosse & Salakhutdinov (2015) with its encoder gradients (standard, DReG of
+Tucker et al. 2018, STL of Roeder et al. 2017), the log weights every bound and measurement draws from, and the
+authors' initialisation. two_layers.py extends it with a second stochastic layer.
+"""
+import math
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from model import PIXELS, VariationalAutoEncoder, gaussian_kl, reparameterise
+
+HELD_IN_LOG_Q = ("dreg", "stl")  # the estimators that read q's parameters held fixed inside log q
+# The modules of the inference network q (the encoders); every other module is the generative network p's.
+INFERENCE_MODULES = ("encoder", "to_latent", "to_logvar", "upper_encoder", "to_top_latent", "to_top_logvar")
+
+
+class LogWeights(NamedTuple):
+    """k samples' parts of log w = log p(x|z) + log p(z) - log q(z|x), (B, k) each, and the KL per image (B,)."""
+    recon: torch.Tensor  # -log p(x|z) as trained (the model's reconstruction_loss)
+    latent: torch.Tensor  # log p(z) - log q(z|x), every term at the sample (the Gaussians' log 2 pi terms cancel)
+    kl: torch.Tensor  # the ELBO's KL: in closed form where there is one, else -latent averaged over the k samples
+
+
+def sampled_kl(noise, z, logvar):
+    """log q(z|x) - log p(z) at each sample z = mu + std * noise: noise, z (B, k, latent), logvar (B, latent) -> (B, k).
+
+    A one-sample estimate of gaussian_kl (its mean over z ~ q). With the noise held fixed this is also the
+    estimate's reparameterised gradient: d/dz and d/dlogvar of the same formula.
+    """
+    return 0.5 * (z.square() - noise.square()).sum(-1) - 0.5 * logvar.sum(-1, keepdim=True)
+
+
+def reweighted(log_weights, *samples):
+    """DReG (Tucker et al. 2018): the gradient reaching each sample z_i, w~_i d log w_i / dz_i with w~ the normalised
+    weights, scaled by w~_i once more, so that q's parameters see w~_i^2."""
+    normalised = torch.softmax(log_weights.detach(), -1).unsqueeze(-1)  # (B, k, 1)
+    for sample in samples:
+        if sample.requires_grad:
+            sample.register_hook(lambda grad: grad * normalised)
+
+
+class KSampleVAE(VariationalAutoEncoder):
+    """The VAE trained on `objective` over k samples of z per image: "elbo", the negative ELBO with its reconstruction
+    averaged over the k samples and the KL in closed form (k = 1 is model.py's VAE, step for step), or "iwae",
+    -log (1/k) sum_i w_i, w_i = p(x|z_i) p(z_i) / q(z_i|x) (Burda et al. 2015), with `estimator`'s encoder gradient."""
+
+    def __init__(self, objective="elbo", k=1, estimator="standard", **vae_args):
+        super().__init__(**vae_args)
+        self.objective, self.k, self.estimator = objective, k, estimator
+
+    def log_weights(self, x, k, estimator="standard"):
+        """LogWeights of k samples z ~ q(z|x) per image.
+
+        dreg and stl hold q's parameters fixed inside log q (noise + 0 in value, with (z - mu) / std's gradient in z):
+        no score-function term. dreg also reweights the gradient reaching z (reweighted); stl does no more, which drops
+        a term of nonzero mean for k > 1 (biased, Tucker et al. 2018). The value and the decoder's gradient are the
+        standard estimator's either way.
+        """
+        mu, logvar = self.posterior(x)  # (B, latent) each
+        z, noise = reparameterise(mu, logvar, k)  # (B, k, latent) each
+        recon = self.reconstruction_loss(self.decode_logits(z), x)  # (B, k)
+        kl = gaussian_kl(mu, logvar)
+        if estimator in HELD_IN_LOG_Q:
+            noise, logvar = noise + (z - z.detach()) / torch.exp(0.5 * logvar.detach())[:, None], logvar.detach()
+        latent = -sampled_kl(noise, z, logvar)
+        if estimator == "dreg":
+            reweighted(latent - recon, z)
+        return LogWeights(recon, latent, kl)
+
+    def forward(self, x):
+        if self.objective == "elbo" and self.k == 1:
+            return super().forward(x)  # model.py's VAE
+        return self.k_sample_loss(x)
+
+    def k_sample_loss(self, x):
+        """(loss, recon, kl): the objective over self.k samples, the reconstruction averaged over them and the KL."""
+        weights = self.log_weights(x, self.k, self.estimator)
+        if self.objective == "iwae":
+            per_image = math.log(self.k) - torch.logsumexp(weights.latent - weights.recon, 1)
+        else:
+            per_image = weights.recon.mean(1) + self.beta * weights.kl
+        return per_image.mean() / PIXELS, weights.recon.mean(1), weights.kl
+
+    def kl_per_dimension(self, x):
+        """Each latent unit's KL(q || prior) summed over the images x, a tensor per stochastic layer: here [z's]."""
+        mu, logvar = self.posterior(x)
+        return [0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(0)]
+
+    def posterior_means(self, x, samples):
+        """E_q[z] of each image, a tensor (B, units) per stochastic layer: here [q's mean]."""
+        return [self.posterior(x)[0]]
+
+
+def network_parameters(model):
+    """The VAE's parameters by network: {"inference": [q's], "generative": [p's]}, each in the model's order."""
+    networks = {"inference": [], "generative": []}
+    for name, parameter in model.named_parameters():
+        networks["inference" if name.split(".")[0] in INFERENCE_MODULES else "generative"].append(parameter)
+    return networks
+
+
+def initialise(model, scheme, train_images):
+    """Re-draw a freshly built model's weights by `scheme` (config.INITS); "torch" keeps nn.Linear's own.
+
+    glorot: every Linear's weight uniform on +-sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010), biases zero, as
+    in Burda et al.'s code and Keras. glorot-mean also sets the decoder's output bias to the logit of each pixel's
+    mean over `train_images` (uint8, (N, 28, 28)), so the untrained decoder already draws the average image; the
+    mean is kept within [0.001, 0.999], where the logit is finite.
+    """
+    if scheme == "torch":
+        return
+    with torch.no_grad():
+        for layer in model.modules():
+            if isinstance(layer, nn.Linear):
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.zeros_(layer.bias)
+        if scheme == "glorot-mean":
+            mean = (train_images.flatten(1).float() / 255).mean(0).clamp(1e-3, 1 - 1e-3)  # (784,)
+            model.decoder[-1].bias.copy_(torch.logit(mean))
