@@ -32,6 +32,11 @@ def sampled_kl(noise, z, logvar):
     return 0.5 * (z.square() - noise.square()).sum(-1) - 0.5 * logvar.sum(-1, keepdim=True)
 
 
+def kl_of_each_unit(mu, logvar):
+    """Each latent unit's term of model.gaussian_kl, KL(N(mu_j, sigma_j^2) || N(0, 1)): (..., latent)."""
+    return 0.5 * (mu.square() + logvar.exp() - 1 - logvar)
+
+
 def reweighted(log_weights, *samples):
     """DReG (Tucker et al. 2018): the gradient reaching each sample z_i, w~_i d log w_i / dz_i with w~ the normalised
     weights, scaled by w~_i once more, so that q's parameters see w~_i^2."""
@@ -85,8 +90,7 @@ class KSampleVAE(VariationalAutoEncoder):
 
     def kl_per_dimension(self, x):
         """Each latent unit's KL(q || prior) summed over the images x, a tensor per stochastic layer: here [z's]."""
-        mu, logvar = self.posterior(x)
-        return [0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(0)]
+        return [kl_of_each_unit(*self.posterior(x)).sum(0)]
 
     def posterior_means(self, x, samples):
         """E_q[z] of each image, a tensor (B, units) per stochastic layer: here [q's mean]."""

@@ -58,8 +58,8 @@ def report(metrics, epochs):
                  ("without the inactive", removal_text(m))]
     rows += [(f"{m['knn_neighbours']}-NN accuracy", f"{m['knn_accuracy']:.4f} (on latent codes)"),
              ("speed", f"{m['test_images_per_second']:,.0f} test images/s (loss pass)")]
-    objective = f"beta {m['beta']:g}, trained as {trained_as(m)}, " if m["model"] == "vae" else ""
-    heading = (f"{m['model']} on {m['dataset']} ({m['likelihood']} likelihood, "
+    beta, objective = (f"beta {m['beta']:g}, ", f"trained as {trained_as(m)}, ") if m["model"] == "vae" else ("", "")
+    heading = (f"{m['model']} on {m['dataset']} ({m['likelihood']} likelihood, {beta}"
                f"latent {latent_size(m)}, {objective}{cli.count_of(epochs, 'epoch')})")
     return "\n".join([heading] + [f"  {label:<24}{value}" for label, value in rows])
 

@@ -3,7 +3,7 @@ p(x|z1), each conditional a diagonal Gaussian (Bernoulli for x) from its own tan
 import torch
 from torch import nn
 
-from literature import HELD_IN_LOG_Q, KSampleVAE, LogWeights, reweighted
+from literature import HELD_IN_LOG_Q, KSampleVAE, LogWeights, kl_of_each_unit, reweighted
 from model import full, hidden_stack, reparameterise
 
 
@@ -86,7 +86,7 @@ class TwoLayerVAE(KSampleVAE):
         mu2, logvar2 = self.upper_posterior(z1)  # (B, top) each
         z2, _ = reparameterise(mu2, logvar2)
         lower = gaussian_log_density(z1, mu1, logvar1) - gaussian_log_density(z1, *self.prior_of_z1(z2))
-        return [lower.sum(0), 0.5 * (mu2.square() + logvar2.exp() - 1 - logvar2).sum(0)]
+        return [lower.sum(0), kl_of_each_unit(mu2, logvar2).sum(0)]
 
     def posterior_means(self, x, samples):
         """[E_q[z1], E_q[z2]]: z2's is q(z2|z1)'s mean averaged over `samples` draws of z1 ~ q(z1|x) an image, by Monte
