@@ -89,7 +89,8 @@ def count_of(count, noun):
 
 
 def resolve_device(name):
-    """The torch device --device names, checked. On the CPU it also flushes denormal floats to zero (speed.flush_denormals)."""
+    """The torch device --device names, checked. On the CPU it also flushes denormal floats to zero
+    (speed.flush_denormals)."""
     import torch  # here, not at the top: config.py and --help stay quick to import
 
     if name == "auto":

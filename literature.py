@@ -9,7 +9,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from model import PIXELS, VariationalAutoEncoder, gaussian_kl, reparameterise
+from model import PIXELS, VariationalAutoEncoder, gaussian_kl, kl_of_each_unit, reparameterise
 
 HELD_IN_LOG_Q = ("dreg", "stl")  # the estimators that read q's parameters held fixed inside log q
 # The modules of the inference network q (the encoders); every other module is the generative network p's.
@@ -30,11 +30,6 @@ def sampled_kl(noise, z, logvar):
     estimate's reparameterised gradient: d/dz and d/dlogvar of the same formula.
     """
     return 0.5 * (z.square() - noise.square()).sum(-1) - 0.5 * logvar.sum(-1, keepdim=True)
-
-
-def kl_of_each_unit(mu, logvar):
-    """Each latent unit's term of model.gaussian_kl, KL(N(mu_j, sigma_j^2) || N(0, 1)): (..., latent)."""
-    return 0.5 * (mu.square() + logvar.exp() - 1 - logvar)
 
 
 def reweighted(log_weights, *samples):

@@ -99,8 +99,8 @@ def negative_elbo(model, images, batch_size=EVAL_BATCH_SIZE):
 def kl_per_dimension(model, images, batch_size=EVAL_BATCH_SIZE):
     """The KL of each latent unit averaged over the images, a tensor per stochastic layer: near 0 for a collapsed
     unit (the model's kl_per_dimension says how each layer's is computed)."""
-    totals = [sum(layers) for layers in zip(*(model.kl_per_dimension(x) for x in data.batches(images, batch_size, False)))]
-    return [total / len(images) for total in totals]
+    batches = [model.kl_per_dimension(x) for x in data.batches(images, batch_size, shuffle=False)]
+    return [sum(layer) / len(images) for layer in zip(*batches)]
 
 
 def mean_and_standard_error(values):
@@ -173,7 +173,8 @@ def measure(model, name, dataset, cfg):
         two_layers = len(activity) == 2
         keep = [units.active(layer) for layer in activity]
         metrics.update({
-            "beta": model.beta, "objective": model.objective, "k": model.k, "estimator": model.estimator, "nats_are": nats_are, "is_likelihood": is_likelihood,
+            "beta": model.beta, "objective": model.objective, "k": model.k, "estimator": model.estimator,
+            "nats_are": nats_are, "is_likelihood": is_likelihood,
             "negative_elbo_nats": elbo, "negative_elbo_se": elbo_se, "elbo_reconstruction_nats": recon.mean().item(),
             "kl_nats": kl.mean().item(), "iw_nll_nats": bound, "iw_nll_se": bound_se, "iw_samples": cfg.iw_samples,
             "iw_seconds": iw_seconds, "stochastic_layers": 2 if two_layers else 1,

@@ -19,7 +19,8 @@ ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 def hidden_stack(widths, activation):
     """A Linear layer from each width to the next, each followed by the activation (an nn.Module class)."""
-    return [module for inputs, outputs in zip(widths, widths[1:]) for module in (nn.Linear(inputs, outputs), activation())]
+    return [module for inputs, outputs in zip(widths, widths[1:])
+            for module in (nn.Linear(inputs, outputs), activation())]
 
 
 def full(output):
@@ -36,7 +37,12 @@ def squared_error(logits, x):
 def gaussian_kl(mu, logvar):
     """KL(N(mu, diag(exp(logvar))) || N(0, I)) per row, in nats: (B,). Kingma & Welling 2014, Appendix B:
     1/2 sum_j (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2); docs/objective.md derives it."""
-    return 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(1)
+    return kl_of_each_unit(mu, logvar).sum(1)
+
+
+def kl_of_each_unit(mu, logvar):
+    """The summand of gaussian_kl, each latent unit's KL: (..., latent)."""
+    return 0.5 * (mu.square() + logvar.exp() - 1 - logvar)
 
 
 def reparameterise(mu, logvar, k=None):

@@ -17,9 +17,9 @@ from tqdm import tqdm
 import checkpoints
 import config
 import data
+from checkpoints import build, model_args, parameter_count
 from cli import UserError
 from files import check_writable
-from checkpoints import build, model_args, parameter_count
 from literature import initialise
 from loop import evaluate, make_optimizer, train_epoch
 from model import PIXELS

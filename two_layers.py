@@ -3,8 +3,8 @@ p(x|z1), each conditional a diagonal Gaussian (Bernoulli for x) from its own tan
 import torch
 from torch import nn
 
-from literature import HELD_IN_LOG_Q, KSampleVAE, LogWeights, kl_of_each_unit, reweighted
-from model import full, hidden_stack, reparameterise
+from literature import HELD_IN_LOG_Q, KSampleVAE, LogWeights, reweighted
+from model import full, hidden_stack, kl_of_each_unit, reparameterise
 
 
 def gaussian_log_density(z, mean, logvar):
@@ -18,7 +18,8 @@ class TwoLayerVAE(KSampleVAE):
 
     def __init__(self, top_latent_dims=50, top_hidden_dims=100, **k_sample_args):
         super().__init__(**k_sample_args)
-        width, depth = top_hidden_dims, len(self.encoder) // 2  # a Flatten, then each hidden layer's Linear and activation
+        # The encoder is a Flatten, then each hidden layer's Linear and activation: the upper networks match its depth.
+        width, depth = top_hidden_dims, len(self.encoder) // 2
         activation, self.code_dims = type(self.encoder[2]), top_latent_dims
         self.upper_encoder = nn.Sequential(*hidden_stack([self.latent_dims] + [width] * depth, activation))
         self.to_top_latent = nn.Linear(width, top_latent_dims)  # q(z2|z1)
@@ -67,8 +68,10 @@ class TwoLayerVAE(KSampleVAE):
             mu1, logvar1 = mu1.detach(), logvar1.detach()
             mu2, logvar2 = self.upper_posterior(read, held)
         recon = self.reconstruction_loss(full(self.decoder(read)), x)  # (B, k)
-        lower = gaussian_log_density(read, *self.prior_of_z1(z2)) - gaussian_log_density(read, mu1[:, None], logvar1[:, None])
-        upper = gaussian_log_density(z2, torch.zeros_like(z2), torch.zeros_like(z2)) - gaussian_log_density(z2, mu2, logvar2)
+        lower = (gaussian_log_density(read, *self.prior_of_z1(z2))
+                 - gaussian_log_density(read, mu1[:, None], logvar1[:, None]))  # (B, k, latent)
+        upper = (gaussian_log_density(z2, torch.zeros_like(z2), torch.zeros_like(z2))
+                 - gaussian_log_density(z2, mu2, logvar2))  # (B, k, top)
         latent = lower.sum(-1) + upper.sum(-1)  # (B, k)
         if estimator == "dreg":
             reweighted(latent - recon, read, z2)

@@ -124,7 +124,7 @@ def handwritten_bound(model, activation, images, samples, samples_per_chunk=SAMP
                 for layer in layers[:-1]:
                     hidden = activate_(layer(hidden), activation)
                 logits = layers[-1](hidden)  # (rows, 784)
-                # objectives.binary_cross_entropy's formula, |l| / 2 + l (1/2 - x) - log sigmoid(|l|), in place
+                # speed.binary_cross_entropy's formula, |l| / 2 + l (1/2 - x) - log sigmoid(|l|), in place
                 recon = torch.mv(logits, half_minus_x)
                 magnitude = logits.abs_()
                 recon.add_(magnitude.sum(-1), alpha=0.5)
