@@ -1,8 +1,8 @@
-"""The Table 1 figure and its caption, drawn from results/burda2015.csv by `python -m experiments.pages`: each row's
+"""The Table 1 figure, drawn from results/burda2015.csv by `python -m experiments.pages`: each row's
 −log p(x) ± standard error beside the paper's and nbip/IWAE's figures, a panel per number of stochastic layers, and
 the one-layer rows' learning curves over the schedule's stages in one setting beside the paper's-setting run.
 """
-from experiments.results import (DEFAULT_SEED, HEADLINE_STAGE, NBIP, OLD_CODE, ONE_RUN, PAPER, PAPER_SETTING, ROOT,
+from experiments.results import (HEADLINE_STAGE, NBIP, OLD_CODE, ONE_RUN, PAPER, PAPER_SETTING, ROOT,
                                  SETTING, TABLE1, THIS_REPO, TWO_LAYER_SETTING, furthest, latest, matching, row_name,
                                  setting_name)
 
@@ -76,14 +76,3 @@ def figure(rows, path=FIGURE):
     fig.tight_layout(rect=(0, 0.07, 1, 1))  # the first two panels' legend below them all
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
-
-
-def caption(rows):
-    """Where the figure's points come from: machines, dates and the command that draws it."""
-    ours = shown(rows)
-    machines = sorted({row["machine"] for row in ours})
-    dates = sorted(row["date"] for row in ours)
-    return (f"Dynamically binarised MNIST; this repo's points are single runs (seed {DEFAULT_SEED}, float32) measured "
-            f"on the {' and the '.join(machines)}, CPU, {dates[0]} to {dates[-1]}; every point is a row of "
-            "`results/burda2015.csv` with the command that reproduces it, and "
-            "`python -m experiments.pages` draws the figure from it." if ours else "No measured rows yet.")

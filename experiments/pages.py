@@ -1,30 +1,27 @@
-"""The pages' tables and figures, written from the data in results/: Table 1 from results/burda2015.csv
-(experiments/results.py), the gradients' SNR from results/snr.csv (experiments/snr_data.py). Each generated block
-sits between two markers on its page, and nothing inside them is written by hand.
+"""The pages' tables and figures, written from the data in results/: Table 1's from results/burda2015.csv
+(experiments/tables.py, experiments/figure.py), the gradients' SNR from results/snr.csv (experiments/snr_data.py).
+Each generated table sits between two markers on its page, and nothing inside them is written by hand.
 
     python -m experiments.pages      # rewrite the tables of README.md, docs/literature.md and docs/snr.md, and the figures
 """
 import re
 
-from experiments import figure, sentences, snr_data, tables
+from experiments import figure, snr_data, tables
 from experiments.results import ROOT, read
 from files import atomic_paths
 
 PAGES = (ROOT / "README.md", ROOT / "docs" / "literature.md", ROOT / "docs" / "snr.md")
-BEGIN, END = "<!-- generated from the data in results/ by `python -m experiments.pages`: {} -->", \
-    "<!-- end of generated table -->"
-# Every generated block by name: Table 1's tables, sentences and caption read results/burda2015.csv's rows.
-TABLES = {**tables.TABLES, **sentences.SENTENCES, "table1-caption": figure.caption}
+BEGIN, END = "<!-- generated from results/ by `python -m experiments.pages`: {} -->", "<!-- end of generated table -->"
 
 
 def render(page_text, rows, snr_rows=None):
-    """The page with each generated block rewritten from the data: Table 1's `rows`, and the SNR's (by default,
+    """The page with each generated table rewritten from the data: Table 1's `rows`, and the SNR's (by default,
     results/snr.csv's)."""
     snr_rows = snr_data.read() if snr_rows is None else snr_rows
 
     def block(match):
         name = match[1]
-        text = TABLES[name](rows) if name in TABLES else snr_data.TABLES[name](snr_rows)
+        text = tables.TABLES[name](rows) if name in tables.TABLES else snr_data.TABLES[name](snr_rows)
         return f"{BEGIN.format(name)}\n{text}\n{END}"
 
     pattern = re.escape(BEGIN).replace(r"\{\}", r"([\w-]+)") + r"\n.*?" + re.escape(END)

@@ -1,5 +1,5 @@
 """The gradients' SNR as data: results/snr.csv, which experiments/snr.py measures, and what the pages show of it (the
-slopes' table, the sentences and the figure, written by `python -m experiments.pages`). No torch here.
+slopes' tables and the figure, written by `python -m experiments.pages`). No torch here.
 """
 import csv
 import math
@@ -22,7 +22,7 @@ PAPERS = {("standard", "inference"): "−1/2 for large k (Rainforth et al., Theo
           ("stl", "inference"): "not given (biased for k > 1: Tucker et al.)",
           ("dreg", "inference"): "rises with k (Tucker et al.)",
           ("standard", "generative"): "+1/2 for large k (Rainforth et al., Theorem 1)"}
-TRAINED_K = 50  # the table's IWAE rows train with k = 50: the sentences compare the estimators there
+TRAINED_K = 50  # the table's IWAE rows train with k = 50: the pages compare the estimators there
 
 
 def read(path=DATA):
@@ -84,71 +84,35 @@ def _slope_text(series):
     return f"{fitted:+.2f}".replace("-", "−") + (f" ± {error:.2f}" if error is not None else "")
 
 
-def _direction(series):
-    """How a line goes with k, by its slope: "rises", "falls" or "stays flat" (within two standard errors)."""
-    fitted, error = slope([(row["k"], row["snr"]) for row in series])
-    if error is not None and abs(fitted) <= 2 * error:
-        return "stays flat"
-    return "rises" if fitted > 0 else "falls"
-
-
-def _estimator_words(estimator):
-    return "the standard estimator" if estimator == "standard" else NAMES[estimator]
-
-
 def _line_name(estimator, network):
     return f"{network}, {NAMES[estimator]}" if network == "inference" else f"{network} (every estimator)"
+
+
+def _stage(series):
+    return f"stage {series[0]['stage']}" if series[0]["stage"] is not None else f"{series[0]['epochs']} epochs"
 
 
 def slopes(rows):
     """The table of fitted slopes: a line per estimator and network, a column per checkpoint, the papers' beside."""
     found = lines(rows)
-    header = ["network, estimator"] + [f"{checkpoint} (k = {series[0][0]['k']} to {series[0][-1]['k']})"
-                                       for checkpoint, series in ((c, list(s.values())) for c, s in found.items())]
-    body = [[_line_name(*key)] + [_slope_text(found[checkpoint][key]) if key in found[checkpoint] else "–"
-                                  for checkpoint in found] + [PAPERS[key]] for key in PAPERS]
-    return markdown_table(header + ["the papers"], body)
+    header = [_stage(next(iter(series.values()))) for series in found.values()]
+    body = [[_line_name(*key)] + [_slope_text(series[key]) if key in series else "–" for series in found.values()]
+            + [PAPERS[key]] for key in PAPERS]
+    return markdown_table(["network, estimator", *header, "the papers"], body)
 
 
-def _at(series, k):
-    return next((row for row in series if row["k"] == k), None)
+def at_trained_k(rows):
+    """The inference network's SNR at the k the table's IWAE rows train with, by estimator and checkpoint."""
+    body = []
+    for series in lines(rows).values():
+        found = {estimator: next((row for row in series.get((estimator, "inference"), []) if row["k"] == TRAINED_K),
+                                 None) for estimator in NAMES}
+        body.append([_stage(next(iter(series.values())))] + [
+            f"{row['snr']:.3f} ± {row['snr_se']:.3f}" if row else "–" for row in found.values()])
+    return markdown_table(["checkpoint", *NAMES.values()], body)
 
 
-def sentences(rows):
-    """What each checkpoint's measurement says, in numbers from the data: the inference network's SNR at the
-    table's k under DReG and STL against the standard estimator's."""
-    said = []
-    for checkpoint, found in lines(rows).items():
-        standard = _at(found.get(("standard", "inference"), []), TRAINED_K)
-        compared = [(NAMES[estimator], _at(found.get((estimator, "inference"), []), TRAINED_K))
-                    for estimator in ("dreg", "stl")]
-        compared = [(name, row) for name, row in compared if row]
-        directions = "; ".join(
-            f"{_direction(series)} for the {network} network" + (f" under {_estimator_words(estimator)}" if network ==
-                                                                 "inference" else "") + f" ({_slope_text(series)})"
-            for (estimator, network), series in found.items())
-        said.append(f"- {checkpoint}: as k grows, the SNR {directions}.")
-        if standard and compared:
-            said.append(f"  At k = {TRAINED_K}, the inference network's SNR is "
-                        f"{standard['snr']:.3f} ± {standard['snr_se']:.3f} under the standard estimator, " + ", ".join(
-                            f"{row['snr']:.3f} ± {row['snr_se']:.3f} under {name} ({row['snr'] / standard['snr']:.1f} "
-                            "times)" for name, row in compared) + ".")
-    return "\n".join(said) or "No measurement yet."
-
-
-def caption(rows):
-    """Where the figure's figures come from: checkpoints, machines, dates, images, draws and commands."""
-    said = []
-    for checkpoint, found in lines(rows).items():
-        row = next(iter(found.values()))[0]
-        trained = f", trained by `{row['trained_by']}`" if row["trained_by"] else ""
-        said.append(f"- {checkpoint}{trained}: measured on the {row['machine']}, "
-                    f"{row['date']}, on the first {row['images']} MNIST test images, {row['draws']} draws per point, "
-                    f"seed {row['seed']}: `{row['command']}`")
-    return "\n".join(said) or "No measurement yet."
-
-
-TABLES = {"snr-slopes": slopes, "snr-sentences": sentences, "snr-caption": caption}
+TABLES = {"snr-slopes": slopes, "snr-at-k50": at_trained_k}
 
 
 def figure(rows, path=FIGURE):

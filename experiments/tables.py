@@ -1,15 +1,13 @@
-"""The pages' tables of Table 1, written from results/burda2015.csv by `python -m experiments.pages`: every column one
-setting, named in its header."""
-import math
+"""The pages' tables, written from results/burda2015.csv by `python -m experiments.pages`. Each shows numbers only:
+what they say is written by hand on the page, and tests/test_claims.py holds each such claim against the data."""
 import statistics
 
-from experiments.results import (DEFAULT_SEED, HEADLINE_STAGE, NBIP, ONE_RUN, PAPER, PAPER_SETTING, PRECISION,
-                                 ROW_ORDER, SETTING, TABLE1, THIS_REPO, TWO_LAYER_SETTING, XQDING, furthest, latest,
-                                 matching, row_name, setting_name)
+from experiments.results import (HEADLINE_STAGE, NBIP, ONE_RUN, PAPER, PAPER_SETTING, PRECISION, ROW_ORDER, SETTING,
+                                 TABLE1, THIS_REPO, TWO_LAYER_SETTING, furthest, latest, matching, row_name,
+                                 setting_name)
 
-
-def _value(mean, se):
-    return f"{mean:.2f} ± {se:.2f}" if se is not None else f"{mean:.2f}"
+HEADLINE = {1: SETTING, 2: TWO_LAYER_SETTING}  # each half of Table 1's setting at the headline stage, by layers
+ROW_KEY = ("objective", "k", "estimator")  # Table 1's row; TABLE1 lists them as tuples in this order
 
 
 def markdown_table(header, lines):
@@ -17,210 +15,147 @@ def markdown_table(header, lines):
                      + [f"| {' | '.join(line)} |" for line in lines])
 
 
-def _published(row):
-    """A published figure, with its active units where the source gives them: "86.76 (19)"; "–" for no row."""
+def bound(row):
+    """"91.35 ± 0.25" (± the test set's standard error); "–" for no row."""
     if not row:
         return "–"
-    return f"{row['nll']:.2f}" + (f" ({row['active_units']})" if row["active_units"] else "")
+    return f"{row['nll']:.2f}" + (f" ± {row['nll_se']:.2f}" if row["nll_se"] is not None else "")
 
 
-INITS = {"torch": "PyTorch's initialisation", "glorot": "Glorot's weights", "glorot-mean": "the authors' initialisation"}
+def ours(rows, layers, key, stage=HEADLINE_STAGE, setting=None, **match):
+    """This repo's row of Table 1's `key` (objective, k, estimator) at `stage` in `setting` (the headline one by
+    default), seed 1337 in float32 unless `match` says otherwise."""
+    return latest(rows, source=THIS_REPO, layers=layers, stage=stage, **dict(zip(ROW_KEY, key)),
+                  **{**ONE_RUN, **match}, **(setting or HEADLINE[layers]))
 
 
-def setting_in_full(setting):
-    """A setting named in full: "batch 100, Adam ε 1e-08, PyTorch's initialisation" (β1 where it is not 0.9)."""
-    beta1 = f", β1 {setting['adam_beta1']:g}" if setting["adam_beta1"] != SETTING["adam_beta1"] else ""
-    return f"batch {setting['batch_size']}, Adam ε {setting['adam_eps']:g}, {INITS[setting['init']]}{beta1}"
+def published(rows, source, layers, key):
+    return latest(rows, source=source, layers=layers, **dict(zip(ROW_KEY, key)))
 
 
-def _measured_cell(row, stage_named=False):
-    if not row:
-        return "–"
-    return f"{_value(row['nll'], row['nll_se'])} ({row['active_units']})" + (
-        f", stage {row['stage']} ({row['epochs']:,} epochs)" if stage_named else "")
+def spread(rows, layers, key):
+    """Table 1's `key` at the headline stage over seeds (over_seeds), in float32."""
+    return over_seeds(rows, source=THIS_REPO, layers=layers, stage=HEADLINE_STAGE, precision=PRECISION[False],
+                      **dict(zip(ROW_KEY, key)), **HEADLINE[layers])
 
 
-def table1(rows, layers=1, setting=SETTING):
-    """Each of Table 1's rows: the paper's and nbip/IWAE's figures, this repo's at stage 4 in `setting` (one run and
-    the spread over seeds), and in the paper's setting at the furthest stage it reached; "–" where a row has not run."""
-    lines = []
-    for objective, k, estimator in TABLE1:
-        row = {"layers": layers, "objective": objective, "k": k, "estimator": estimator}
-        ours = dict(source=THIS_REPO, **row)
-        stage4 = latest(rows, stage=HEADLINE_STAGE, **ONE_RUN, **ours, **setting)
-        spread = _over_seeds(rows, stage=HEADLINE_STAGE, precision=PRECISION[False], **ours, **setting)
-        lines.append([row_name(row), _published(latest(rows, source=PAPER, **row)),
-                      _published(latest(rows, source=NBIP, **row)),
-                      f"**{_measured_cell(stage4)}**" if stage4 else "–",
-                      f"{spread[0]:.2f} ± {spread[1]:.2f} ({len(spread[2])} seeds)" if spread else "–",
-                      _measured_cell(furthest(rows, **ONE_RUN, **ours, **PAPER_SETTING), stage_named=True)])
-    epochs = sum(3 ** stage for stage in range(HEADLINE_STAGE + 1))
-    return markdown_table(["row", "Burda et al.: batch 20, 3,280 epochs (active units)",
-                           "nbip/IWAE: batch 20, 3,280 epochs",
-                           f"this repo: {setting_in_full(setting)}, stage {HEADLINE_STAGE} ({epochs} epochs), seed "
-                           f"{DEFAULT_SEED} (active units)", "same setting and stage: mean ± sd over seeds",
-                           f"this repo, the paper's setting: {setting_in_full(PAPER_SETTING)}, furthest stage run"],
-                          lines)
-
-
-def two_layers_table1(rows):
-    """Table 1's two-layer half as table1 gives the one-layer half, at stage 4 in the two-layer setting."""
-    return table1(rows, layers=2, setting=TWO_LAYER_SETTING)
-
-
-def _over_seeds(rows, **match):
-    """(mean, sd, the runs) of the matching rows' −log p(x) over seeds, the latest run of each seed; None for fewer
-    than two seeds."""
-    by_seed = {}
-    for row in sorted(matching(rows, **match), key=lambda row: row["date"]):
-        by_seed[row["seed"]] = row
-    runs = [by_seed[seed] for seed in sorted(by_seed)]
-    if len(runs) < 2:
+def over_seeds(rows, **match):
+    """(mean, sd, number of seeds) of the matching rows' −log p(x), the latest row of each seed; None for fewer than
+    two seeds."""
+    by_seed = {row["seed"]: row for row in sorted(matching(rows, **match), key=lambda row: row["date"])}
+    if len(by_seed) < 2:
         return None
-    figures = [row["nll"] for row in runs]
-    return statistics.mean(figures), statistics.stdev(figures), runs
+    figures = [row["nll"] for row in by_seed.values()]
+    return statistics.mean(figures), statistics.stdev(figures), len(figures)
 
 
-def seeds(rows):
-    """Every row and stage measured with several seeds: each seed's figure ± its test-set standard error, and the mean
-    ± standard deviation over the seeds."""
-    grouped_by = ("layers", "objective", "k", "estimator", *SETTING, "precision", "stage")
-    groups = dict.fromkeys(tuple(row[key] for key in grouped_by) for row in matching(rows, source=THIS_REPO))
+def table1(rows):
+    """Table 1, both halves: the published figures beside this repo's at the headline stage."""
     lines = []
-    for group in groups:
-        match = dict(zip(grouped_by, group))
-        spread = _over_seeds(rows, source=THIS_REPO, **match)
-        if spread:
-            mean, sd, runs = spread
-            lines.append([f"{row_name(match)}, {setting_name(match)}", f"{match['stage']} ({runs[0]['epochs']:,})",
-                          "; ".join(f"{row['seed']}: {_value(row['nll'], row['nll_se'])}" for row in runs),
-                          f"**{mean:.2f} ± {sd:.2f}** ({len(runs)} seeds)",
-                          "; ".join(sorted({f"{row['machine']}, {row['date']}" for row in runs}))])
-    lines.sort(key=lambda line: line[:2])
-    return markdown_table(["row, setting", "stage (epochs)", "−log p(x) by seed, nats ± standard error",
-                           "mean ± sd over seeds", "machines, dates"], lines)
+    for layers in (1, 2):
+        for key in TABLE1:
+            seeds = spread(rows, layers, key)
+            paper, here = published(rows, PAPER, layers, key), ours(rows, layers, key)
+            lines.append([f"{'2 layers: ' if layers == 2 else ''}{row_name(dict(zip(ROW_KEY, key)))}",
+                          bound(paper), bound(published(rows, NBIP, layers, key)), f"**{bound(here)}**",
+                          "{:.2f} ± {:.2f} ({})".format(*seeds) if seeds else "–",
+                          f"{paper['active_units'] if paper else '–'}; {here['active_units'] if here else '–'}"])
+    return markdown_table(["row", "Burda et al.", "nbip/IWAE", "stage 4, seed 1337 ± se", "stage 4: mean ± sd (seeds)",
+                           "active units: paper; here"], lines)
 
 
-def _measured(rows, header_first, first):
-    lines = [[first(row), f"{row['stage']} ({row['epochs']:,})", _value(row["nll"], row["nll_se"])
-              + (f" ({row['nll_k100']:.2f})" if row["nll_k100"] else ""), _value(row["neg_elbo"], row["neg_elbo_se"]),
-              row["active_units"], f"{row['train_minutes']:g} min", f"{row['machine']}, {row['date']}",
-              f"`{row['command']}`" + (f"; {row['note']}" if row["note"] else "")] for row in rows]
-    return markdown_table([header_first, "stage (epochs)", "−log p(x), nats, k = 5000 (k = 100)", "−ELBO, nats",
-                           "active units", "training", "machine, date", "command"], lines)
-
-
-def settings_at_stage4(rows):
-    """The VAE with k = 1 at stage 4 in every setting measured: batch size, Adam's ε and β1, initialisation."""
-    chosen = matching(rows, source=THIS_REPO, layers=1, objective="elbo", k=1, stage=4)
-    chosen.sort(key=lambda row: (-row["batch_size"], row["adam_eps"], row["init"], row["adam_beta1"], row["date"]))
-    return _measured(chosen, "VAE, k = 1: setting", setting_name)
-
-
-def schedule(rows):
-    """The VAE with k = 1 through the schedule's other stages, by setting."""
-    chosen = [row for row in matching(rows, source=THIS_REPO, layers=1, objective="elbo", k=1) if row["stage"] != 4]
-    chosen.sort(key=lambda row: (setting_name(row), row["stage"], row["date"]))
-    return _measured(chosen, "VAE, k = 1: setting", setting_name)
-
-
-def other_rows(rows):
-    """Table 1's rows beyond the VAE with k = 1, every stage measured."""
-    return _by_row([row for row in matching(rows, source=THIS_REPO, layers=1)
-                    if (row["objective"], row["k"]) != ("elbo", 1)])
-
-
-def _by_row(chosen):
-    """Measured rows in Table 1's order, each row's stages in order."""
-    chosen.sort(key=lambda row: (ROW_ORDER.index((row["objective"], row["k"], row["estimator"])), row["stage"]))
-    return _measured(chosen, "row, setting", lambda row: f"{row_name(row)}, {setting_name(row)}")
-
-
-def two_layers(rows):
-    """Table 1's two-layer rows: the published figures (xqding's too) beside this repo's at stage 4 in
-    TWO_LAYER_SETTING, and this repo's one-layer row at that stage and setting."""
+def full_schedule(rows):
+    """The VAE with k = 1 at the furthest stage of each setting that went past the headline stage."""
+    paper = published(rows, PAPER, 1, TABLE1[0])
     lines = []
-    for objective, k, estimator in TABLE1:
-        row = {"objective": objective, "k": k, "estimator": estimator}
-        ours = dict(source=THIS_REPO, stage=HEADLINE_STAGE, **ONE_RUN, **row, **TWO_LAYER_SETTING)
-        two, one = latest(rows, layers=2, **ours), latest(rows, layers=1, **ours)
-        lines.append([row_name(row), *(_published(latest(rows, source=source, layers=2, **row))
-                                       for source in (PAPER, NBIP, XQDING)),
-                      f"**{_measured_cell(two)}**" if two else "–", _measured_cell(one)])
-    setting = f"{setting_in_full(TWO_LAYER_SETTING)}, stage {HEADLINE_STAGE}, seed {DEFAULT_SEED}"
-    return markdown_table(["row", "Burda et al.: batch 20, 3,280 epochs (active units)",
-                           "nbip/IWAE: batch 20, 3,280 epochs",
-                           "xqding (PyTorch): batch 1000, 5,000 epochs",
-                           f"this repo, two layers: {setting} (active units)",
-                           "this repo, one layer, same setting and stage"], lines)
+    for setting in (PAPER_SETTING, SETTING):
+        row = furthest(rows, source=THIS_REPO, layers=1, objective="elbo", k=1, **ONE_RUN, **setting)
+        if row and row["stage"] > HEADLINE_STAGE:
+            lines.append([setting_name(row), f"{row['stage']} ({row['epochs']:,})", bound(row), row["active_units"],
+                          bound(paper)])
+    return markdown_table(["VAE, k = 1: setting", "stage (epochs)", "−log p(x), nats", "active units",
+                           "Burda et al., 3,280 epochs"], lines)
+
+
+def _by_stage(rows, layers):
+    """Table 1's rows of one half in its headline setting, −log p(x) at stages 0 to 4."""
+    stages = range(HEADLINE_STAGE + 1)
+    found = [[ours(rows, layers, key, stage) for stage in stages] for key in ROW_ORDER]
+    lines = [[row_name(dict(zip(ROW_KEY, key)))] + [f"{row['nll']:.2f}" if row else "–" for row in by_stage]
+             for key, by_stage in zip(ROW_ORDER, found)]
+    return markdown_table(["row"] + [f"stage {stage}" for stage in stages], lines)
+
+
+def one_layer_stages(rows):
+    return _by_stage(rows, 1)
 
 
 def two_layer_stages(rows):
-    """This repo's two-layer rows, every stage measured."""
-    return _by_row(matching(rows, source=THIS_REPO, layers=2))
+    return _by_stage(rows, 2)
 
 
-def removal_checks(rows):
-    """Every row measured with Burda et al.'s removal check: the bound's change with the inactive units removed."""
-    chosen = [row for row in matching(rows, source=THIS_REPO) if row["removal_nats"] is not None]
-    chosen.sort(key=lambda row: (row["layers"], ROW_ORDER.index((row["objective"], row["k"], row["estimator"])),
-                                 setting_name(row), row["stage"]))
-    lines = [[f"{row_name(row)}, {setting_name(row)}", f"{row['stage']} ({row['epochs']:,})",
-              _value(row["nll"], row["nll_se"]), row["active_units"], row["units_removed"],
-              f"{row['removal_nats']:+.3f} ± {row['removal_se']:.3f}", f"{row['machine']}, {row['date']}",
-              f"`{row['command']}`"] for row in chosen]
-    return markdown_table(["row, setting", "stage (epochs)", "−log p(x), nats, k = 5000", "active units",
-                           "inactive units removed", "the bound's change without them, nats", "machine, date",
-                           "command"], lines) if lines else "No row measured with the removal check yet."
+def _measured(chosen, first_header="setting"):
+    """A row per measured row: its setting, stage, −log p(x), −ELBO and active units."""
+    return markdown_table([first_header, "stage (epochs)", "−log p(x), nats", "−ELBO, nats", "active units"], [
+        [setting_name(row), f"{row['stage']} ({row['epochs']:,})", bound(row),
+         f"{row['neg_elbo']:.2f}" if row["neg_elbo"] is not None else "–", row["active_units"]] for row in chosen])
 
 
-def gap(first, second):
-    """first's bound less second's: (nats, the same in combined standard errors)."""
-    difference = first["nll"] - second["nll"]
-    return difference, difference / math.hypot(first["nll_se"], second["nll_se"])
+def _vae_k1(rows, **match):
+    return matching(rows, source=THIS_REPO, layers=1, objective="elbo", k=1, seed=ONE_RUN["seed"], **match)
 
 
-def _difference(first, second):
-    """first's bound less second's as a cell: "+0.30 (+0.9 combined SE)"."""
-    return "{:+.2f} ({:+.1f} combined SE)".format(*gap(first, second))
+def settings(rows):
+    """The VAE with k = 1 at the headline stage in every setting measured, the latest row of each."""
+    latest_of = {setting_name(row): row for row in sorted(_vae_k1(rows, stage=HEADLINE_STAGE),
+                                                          key=lambda row: row["date"])}
+    chosen = sorted(latest_of.values(), key=lambda row: (-row["batch_size"], row["adam_eps"], row["init"],
+                                                         row["adam_beta1"]))
+    return _measured(chosen, "VAE, k = 1: setting")
 
 
-def _trained(row):
-    return f"{row['train_minutes']:g} min ({row['machine']}, {row['date']})"
+def schedule(rows):
+    """The VAE with k = 1 past the headline stage, by setting and stage."""
+    chosen = sorted((row for row in _vae_k1(rows) if row["stage"] > HEADLINE_STAGE),
+                    key=lambda row: (setting_name(row), row["stage"], row["date"]))
+    return _measured(chosen, "VAE, k = 1: setting")
 
 
-# What makes two of this repo's runs the same run but for their precision: Table 1's row, the setting and the seed.
-SAME_RUN = ("layers", "objective", "k", "estimator", *SETTING, "seed")
+def seeds(rows):
+    """Every row at the headline stage measured with several seeds: the mean ± sd over them."""
+    lines = []
+    for layers in (1, 2):
+        for key in ROW_ORDER:
+            seeds = spread(rows, layers, key)
+            if seeds:
+                row = ours(rows, layers, key)
+                lines.append([f"{row_name(row)}, {setting_name(row)}", "{:.2f} ± {:.2f}".format(*seeds[:2]),
+                              str(seeds[2])])
+    return markdown_table(["row, setting (stage 4)", "−log p(x): mean ± sd", "seeds"], lines)
 
 
 def precisions(rows):
-    """Every row and stage trained under --bf16 beside the same row, setting, seed and stage in float32: both bounds
-    (evaluated in float32), their difference, and the training minutes to that stage."""
+    """Every row trained under --bf16 beside the same row, setting, seed and stage in float32, where both ran."""
     lines = []
     for bf16 in matching(rows, source=THIS_REPO, precision=PRECISION[True]):
-        float32 = latest(rows, source=THIS_REPO, precision=PRECISION[False],
-                         **{key: bf16[key] for key in (*SAME_RUN, "stage")})
-        lines.append([f"{row_name(bf16)}, {setting_name({**bf16, 'precision': PRECISION[False]})}",
-                      f"{bf16['stage']} ({bf16['epochs']:,})",
-                      _value(float32["nll"], float32["nll_se"]) if float32 else "–", _value(bf16["nll"], bf16["nll_se"]),
-                      _difference(bf16, float32) if float32 else "–", _trained(float32) if float32 else "–",
-                      _trained(bf16), f"`{bf16['command']}`"])
-    lines.sort(key=lambda line: line[:2])
-    return markdown_table(["row, setting", "stage (epochs)", "float32: −log p(x), nats", "--bf16: −log p(x), nats",
-                           "bf16 − float32", "float32: training to this stage", "--bf16: training to this stage",
-                           "command (--bf16)"], lines) if lines else "No row trained under --bf16 yet."
+        float32 = ours(rows, bf16["layers"], [bf16[key] for key in ROW_KEY], bf16["stage"],
+                       {key: bf16[key] for key in SETTING}, seed=bf16["seed"])
+        if float32:
+            lines.append([f"{row_name(bf16)}, {'two layers' if bf16['layers'] == 2 else 'one layer'}",
+                          f"{bf16['stage']} ({bf16['epochs']:,})", bound(float32), bound(bf16),
+                          f"{bf16['nll'] - float32['nll']:+.2f}"])
+    return markdown_table(["row", "stage (epochs)", "float32", "--bf16", "bf16 − float32, nats"], lines)
 
 
-def published(rows):
-    """Every published row, as its source gives it."""
-    chosen = [row for row in rows if row["source"] != THIS_REPO]
-    lines = [[row["source"], str(row["layers"]), row_name(row), f"{row['epochs']:,}", f"{row['nll']:.2f}",
-              row["active_units"] or "–", row["note"]] for row in chosen]
-    return markdown_table(["source", "stochastic layers", "row", "epochs", "−log p(x), nats", "active units",
-                           "setting"], lines)
+def removal_checks(rows):
+    """Burda et al.'s removal check at the headline stage: the bound's change with the inactive units removed."""
+    chosen = [row for row in matching(rows, source=THIS_REPO, stage=HEADLINE_STAGE) if row["removal_nats"] is not None]
+    return markdown_table(["row, setting (stage 4)", "−log p(x), nats", "active units", "removed",
+                           "change without them, nats"], [
+        [f"{row_name(row)}, {setting_name(row)}", bound(row), row["active_units"], row["units_removed"],
+         f"{row['removal_nats']:+.3f} ± {row['removal_se']:.3f}"] for row in chosen])
 
 
-TABLES = {"table1": table1, "two-layers-table1": two_layers_table1, "settings-at-stage-4": settings_at_stage4,
-          "schedule": schedule, "other-rows": other_rows, "seeds": seeds, "two-layers": two_layers,
-          "two-layer-stages": two_layer_stages, "removal-checks": removal_checks, "precisions": precisions,
-          "published": published}
+TABLES = {"table1": table1, "full-schedule": full_schedule, "one-layer-stages": one_layer_stages,
+          "two-layer-stages": two_layer_stages, "settings": settings, "schedule": schedule, "seeds": seeds,
+          "precisions": precisions, "removal-checks": removal_checks}

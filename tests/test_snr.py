@@ -88,11 +88,11 @@ def rows_for(checkpoint, epochs, dreg_slope):
             for k in (1, 10, 50, 100)]
 
 
-def test_the_page_s_slopes_and_sentences_follow_the_data():
+def test_the_page_s_slopes_follow_the_data():
     page = (ROOT / "docs" / "snr.md").read_text()
     rows = rows_for("IWAE, k = 50, stage 1", 4, 0.3)
     text = pages.render(page, [], rows)
-    assert "+0.30 ± 0.00" in text and "−1/2" in text and "rises for the inference network under DReG" in text
+    assert "+0.30 ± 0.00" in text and "−1/2" in text
     changed = pages.render(page, [], rows_for("IWAE, k = 50, stage 1", 4, 0.2))
     assert "+0.20 ± 0.00" in changed and changed != text
 
