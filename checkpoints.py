@@ -15,6 +15,7 @@ import io
 import pickle
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -37,6 +38,12 @@ REQUIRED = ("model", "model_args", "config", "weights")
 # What a checkpoint's size is made of (tested against real ones): float32 weights and Adam's two moments, and a little
 # for the config, the random state and torch's zip records, and each epoch's history entry.
 BYTES_PER_PARAMETER, FIXED_BYTES, BYTES_PER_EPOCH = 12, 64_000, 300
+
+
+class Loaded(NamedTuple):
+    model: torch.nn.Module  # on the device asked for, with the stored weights
+    checkpoint: dict
+    cfg: object  # the stored config under today's overrides, the stored model_args over both
 
 
 def model_args(cfg):
@@ -107,18 +114,20 @@ def epochs_in(cfg, name):
         return 0
 
 
-def set_rng_state(rng, device):
-    """Restore the random state save() stored, so a resumed run draws what the uninterrupted one would have."""
-    torch.set_rng_state(rng["cpu"])
-    if device.type == "cuda" and "cuda" in rng:
-        torch.cuda.set_rng_state(rng["cuda"], device)
+def restore_training(checkpoint, optimizer, cfg, device):
+    """Adam's state and the random state save() stored, so a resumed run draws and steps as the uninterrupted one
+    would have; the learning rate, epsilon and beta1 are the resumed run's own."""
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    for group in optimizer.param_groups:
+        group.update(lr=cfg.learning_rate, eps=cfg.adam_eps, betas=(cfg.adam_beta1, group["betas"][1]))
+    torch.set_rng_state(checkpoint["rng"]["cpu"])
+    if device.type == "cuda" and "cuda" in checkpoint["rng"]:
+        torch.cuda.set_rng_state(checkpoint["rng"]["cuda"], device)
 
 
 def load(cfg, name, overrides, device, needs=()):
-    """(model on device, checkpoint dict, config) of model `name`, rebuilt from what its checkpoint stores.
-
-    The config is the stored one under today's overrides, with the stored model_args over both; `needs` names the
-    parts beyond REQUIRED that the caller reads (e.g. "history"). Anything unusable is a one-line UserError.
+    """Model `name` rebuilt from what its checkpoint stores (Loaded); `needs` names the parts beyond REQUIRED that
+    the caller reads (e.g. "history"). Anything unusable is a one-line UserError.
     """
     file = path(cfg, name)
     if not file.is_file():
@@ -131,7 +140,7 @@ def load(cfg, name, overrides, device, needs=()):
     _refuse(file, _mismatch(model.state_dict(), checkpoint["weights"]))
     model.load_state_dict(checkpoint["weights"])
     cfg = config.merge({**checkpoint["config"], **checkpoint["model_args"]}, overrides)
-    return model.to(device), checkpoint, cfg
+    return Loaded(model.to(device), checkpoint, cfg)
 
 
 def resume(cfg, name, overrides, device):
@@ -148,7 +157,7 @@ def resume(cfg, name, overrides, device):
     if trained > cfg.epochs:
         raise UserError(f"{file} is already trained for {cli.count_of(trained, 'epoch')}, more than --epochs "
                         f"{cfg.epochs}; pass --epochs N with N > {trained} to train it further")
-    return model, checkpoint, cfg
+    return Loaded(model, checkpoint, cfg)
 
 
 def read_data(file):

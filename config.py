@@ -20,20 +20,15 @@ seed: "seeds weights, shuffling and sampling; CPU runs repeat exactly" = 1337
 epochs: "total epochs; with --resume, the epoch count to reach" = 5
 batch_size: "training mini-batch size" = 512
 learning_rate: "Adam learning rate" = 3e-4
-adam_eps: ("Adam's epsilon, against the gradient of the loss as trained (per pixel); PyTorch's default is 1e-8. Burda et "
-           "al. 2015's 1e-4 was on a loss per image, 784 times larger: 1e-4 / 784 = 1.2755e-07 here") = 1e-8
+adam_eps: "Adam's epsilon; Burda et al.'s 1e-4 on a loss per image is 1.2755e-07 on this per-pixel loss" = 1e-8
 adam_beta1: "Adam's beta1, the decay of its average gradient (the paper's 0.9; Burda et al.'s code: 0.99)" = 0.9
-init: ("the weights' initialisation: torch (nn.Linear's default) | glorot (Glorot uniform weights, zero biases) | "
-       "glorot-mean (glorot, with the decoder's output bias at the logit of the training images' mean pixel, as "
-       "Burda et al.'s code)") = "torch"
+init: ("torch (nn.Linear's) | glorot (Glorot-uniform weights) | glorot-mean (and the decoder's output bias at the "
+       "logit of the mean pixel: Burda et al.'s code)") = "torch"
 resume: "continue training from the checkpoint for more epochs" = False
 overwrite: "let a fresh run replace a checkpoint that holds more epochs than it will train" = False
 compile: "torch.compile the model (not measured faster for these MLPs; numbers differ slightly)" = False
-bf16: ("the networks' matrix multiplies in bfloat16 (weights, Adam, the likelihood, log weights and loss stay float32); "
-       "on CPU or CUDA. Measured on an Intel Xeon with bfloat16 matrix units (AMX): Burda's k = 50 rows 1.5-1.9x "
-       "faster (two stochastic layers the least), k = 1 steps 0.7-0.9x (slower); with oneDNN held below them "
-       "(AVX-512 without bfloat16, as on processors that lack them) every row 1.8-3x slower (docs/performance.md). "
-       "Changes the numbers slightly") = False
+bf16: ("the networks' matrix multiplies in bfloat16, the rest float32: faster only with bfloat16 matrix units "
+       "(docs/performance.md); changes the numbers slightly") = False
 # model and objective
 latent_dims: "size of the latent code z (with two stochastic layers: of z1, the lower)" = 2
 hidden_dims: "width of each hidden layer of encoder and decoder" = 512
@@ -44,13 +39,11 @@ beta: "weight on the KL term; 1 is the ELBO" = 1.0
 binarize: "none | dynamic (training pixels redrawn each batch) | static: binarised data, for --likelihood bernoulli" = "none"
 objective: "the VAE's training objective: elbo | iwae (the importance-weighted bound, Burda et al. 2015)" = "elbo"
 k: "samples of z per image in the VAE's training objective (Burda et al.'s k)" = 1
-stochastic_layers: ("the VAE's stochastic layers: 1 (z) | 2 (Burda et al. 2015: x <-> z1 <-> z2, z1 of --latent-dims, z2 of "
-                    "--top-latent-dims, each Gaussian given the layer next to it)") = 1
+stochastic_layers: "the VAE's stochastic layers: 1 (z) | 2 (Burda et al. 2015: z1 of --latent-dims, z2 above it)" = 1
 top_latent_dims: "with --stochastic-layers 2: size of the top stochastic layer z2 (Burda et al.: 50)" = 50
-top_hidden_dims: ("with --stochastic-layers 2: width of the hidden layers of q(z2|z1) and p(z1|z2), --hidden-layers "
-                  "each (Burda et al.: 2 of 100)") = 100
-estimator: ("the IWAE's encoder gradient: standard | dreg (doubly reparameterised, Tucker et al. 2018) | stl (sticking the "
-            "landing, Roeder et al. 2017: q's parameters held in log q, biased for k > 1)") = "standard"
+top_hidden_dims: "with --stochastic-layers 2: width of q(z2|z1)'s and p(z1|z2)'s hidden layers (Burda et al.: 100)" = 100
+estimator: ("the IWAE's encoder gradient: standard | dreg (Tucker et al. 2018) | stl (sticking the landing, Roeder et "
+            "al. 2017; biased for k > 1)") = "standard"
 # evaluation
 iw_samples: "importance samples per image for the VAE's -log p(x) bound (Burda et al. 2015)" = 1000
 start: "visualize.py: class of the first image of the interpolation" = 0
@@ -60,8 +53,7 @@ data_root: "datasets are read from (and downloaded to) here" = "data"
 ckpt_dir: "checkpoints: <ckpt_dir>/<dataset>_<model>.pt" = "ckpts"
 plot_dir: "figures, GIFs and metrics: <plot_dir>/<dataset>_<model>_*.png" = "plots"
 
-# The VAE of Burda, Grosse & Salakhutdinov (2015), Table 1, one stochastic layer: what experiments.burda2015
-# trains (with batches of 100; the paper's are 20) and what the benchmarks time as the literature's setting.
+# The VAE of Burda, Grosse & Salakhutdinov (2015), Table 1, one stochastic layer: what experiments.burda2015 trains.
 BURDA2015 = {"hidden_layers": 2, "hidden_dims": 200, "activation": "tanh", "latent_dims": 50,
              "likelihood": "bernoulli", "binarize": "dynamic"}
 # Their two stochastic layers (Appendix C): z1 of 100 units from BURDA2015's networks, z2 of 50 from two tanh layers
@@ -73,18 +65,12 @@ MODELS = ("ae", "vae")
 # What defines a model: a checkpoint stores these, and each model class takes those it uses.
 MODEL_ARGS = ("latent_dims", "hidden_dims", "hidden_layers", "activation", "likelihood", "beta", "objective", "k",
               "estimator", "stochastic_layers", "top_latent_dims", "top_hidden_dims")
-DATASETS = ("mnist", "fashion-mnist")
-LIKELIHOODS = ("gaussian", "bernoulli")
-BINARIZE = ("none", "dynamic", "static")
-ACTIVATIONS = ("relu", "tanh")
-OBJECTIVES = ("elbo", "iwae")
-ESTIMATORS = ("standard", "dreg", "stl")
-INITS = ("torch", "glorot", "glorot-mean")
 # Settings of the machine a script runs on, not of the trained model: never taken from a checkpoint.
 RUNTIME_KEYS = ("device", "data_root", "ckpt_dir", "plot_dir")
 
-_CHOICES = {"model": MODELS + ("both",), "dataset": DATASETS, "likelihood": LIKELIHOODS, "binarize": BINARIZE,
-            "activation": ACTIVATIONS, "objective": OBJECTIVES, "estimator": ESTIMATORS, "init": INITS,
+_CHOICES = {"model": MODELS + ("both",), "dataset": ("mnist", "fashion-mnist"), "likelihood": ("gaussian", "bernoulli"),
+            "binarize": ("none", "dynamic", "static"), "activation": ("relu", "tanh"), "objective": ("elbo", "iwae"),
+            "estimator": ("standard", "dreg", "stl"), "init": ("torch", "glorot", "glorot-mean"),
             "stochastic_layers": (1, 2)}
 _POSITIVE = ("epochs", "batch_size", "learning_rate", "adam_eps", "latent_dims", "hidden_dims", "hidden_layers", "k",
              "iw_samples", "top_latent_dims", "top_hidden_dims")

@@ -101,7 +101,7 @@ def network_parameters(model):
 
 
 def initialise(model, scheme, train_images):
-    """Re-draw a freshly built model's weights by `scheme` (config.INITS); "torch" keeps nn.Linear's own.
+    """Re-draw a freshly built model's weights by `scheme` (--init); "torch" keeps nn.Linear's own.
 
     glorot: every Linear's weight uniform on +-sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010), biases zero, as
     in Burda et al.'s code and Keras. glorot-mean also sets the decoder's output bias to the logit of each pixel's

@@ -30,33 +30,24 @@ LARGEST_SPLIT = 60_000  # no batch holds more images than this
 
 def check_fits(name, cfg, device):
     """Refuse a model too large for this machine's memory now, rather than with an allocator's traceback later."""
-    parameters = parameter_count(name, model_args(cfg))
-    samples = cfg.k if name == "vae" else 1  # the VAE decodes k codes an image
-    rows = min(cfg.batch_size, LARGEST_SPLIT) * samples
-    # Activations: a few float32 copies of each layer's output per image, forward and backward.
-    needed = BYTES_PER_PARAMETER * parameters + 4 * 8 * rows * (PIXELS + cfg.hidden_dims * cfg.hidden_layers + cfg.latent_dims)
-    if device.type == "cuda":
-        available, where = torch.cuda.mem_get_info(device)[1], f"{device}'s memory"
-    else:
-        available, where = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine's memory"
+    parameters, rows = parameter_count(name, model_args(cfg)), min(cfg.batch_size, LARGEST_SPLIT) * cfg.k
+    # Weights, gradients and Adam's moments; a few float32 copies of each layer's output per decoded row.
+    needed = BYTES_PER_PARAMETER * parameters + 32 * rows * (PIXELS + cfg.hidden_dims * cfg.hidden_layers + cfg.latent_dims)
+    available = torch.cuda.mem_get_info(device)[1] if device.type == "cuda" else \
+        os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if needed > available:
         raise UserError(f"the {name.upper()} is too large: about {needed / 2**30:,.1f} GiB for {parameters:,} parameters "
-                        f"and batches of {rows}{f' ({samples} samples of each image)' if samples > 1 else ''}, more "
-                        f"than {where} ({available / 2**30:,.1f} GiB); use smaller "
-                        f"{'--k, ' if samples > 1 else ''}--batch-size, --hidden-dims or --latent-dims")
+                        f"and batches of {rows} decoded rows, more than the {available / 2**30:,.1f} GiB of {device}'s "
+                        "memory; use a smaller --k, --batch-size, --hidden-dims or --latent-dims")
 
 
 def plan(name, cfg, overrides, device):
-    """What training `name` starts from, checked before any work: the checkpoint to resume (model, checkpoint, cfg),
-    None for a fresh run, or "done" when a resumed run already holds --epochs epochs.
-
-    --resume starts a model that has no checkpoint yet afresh (saying so), so that it continues a `--model both` run
-    that was stopped before its second model began.
-    """
+    """The checkpoint training `name` resumes (checkpoints.Loaded), or None for a fresh run; checked before any work.
+    --resume starts a model without a checkpoint afresh, so it continues a `--model both` run stopped before its
+    second model began."""
     path = checkpoints.path(cfg, name)
     if cfg.resume and path.exists():
-        resumed = checkpoints.resume(cfg, name, overrides, device)
-        return "done" if len(resumed[1]["history"]) == resumed[2].epochs else resumed
+        return checkpoints.resume(cfg, name, overrides, device)
     if cfg.resume:
         print(f"{path} does not exist: the {name.upper()} starts from scratch")
     held = checkpoints.epochs_in(cfg, name)
@@ -86,21 +77,17 @@ def fit(name, cfg, dataset, device, resumed):
         initialise(model, cfg.init, dataset.train_images)
     optimizer = make_optimizer(model, cfg.learning_rate, device, cfg.adam_eps, cfg.adam_beta1)
     if checkpoint is not None:
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        for group in optimizer.param_groups:  # a resumed run may choose a new learning rate, epsilon and beta1
-            group.update(lr=cfg.learning_rate, eps=cfg.adam_eps, betas=(cfg.adam_beta1, group["betas"][1]))
-        checkpoints.set_rng_state(checkpoint["rng"], device)
+        checkpoints.restore_training(checkpoint, optimizer, cfg, device)  # Adam's state and the random state
     step = torch.compile(model) if cfg.compile else model
 
     train_count = len(dataset.train_images)
-    batches_per_epoch = math.ceil(train_count / cfg.batch_size)
     saved = epoch = len(history)  # the epochs the checkpoint holds, of this line of training
-    resumed_text = f", resuming after epoch {saved}" if history else ""
     try:
-        print(f"Training {name.upper()} on {cfg.dataset} for {cli.count_of(cfg.epochs, 'epoch')} on {device}{resumed_text} "
-              f"(latent {cfg.latent_dims}, batch {cfg.batch_size}, {train_count} train images)", flush=True)
+        print(f"Training {name.upper()} on {cfg.dataset} for {cli.count_of(cfg.epochs, 'epoch')} on {device}"
+              f"{f', resuming after epoch {saved}' if history else ''} (latent {cfg.latent_dims}, batch "
+              f"{cfg.batch_size}, {train_count} train images)", flush=True)
         with tqdm(range(saved + 1, cfg.epochs + 1), desc=name, unit="epoch", disable=None) as epoch_bar, \
-                tqdm(total=batches_per_epoch, unit="batch", leave=False, disable=None) as batch_bar:
+                tqdm(total=math.ceil(train_count / cfg.batch_size), unit="batch", leave=False, disable=None) as batch_bar:
             for epoch in epoch_bar:
                 batch_bar.reset()
                 started = time.perf_counter()
@@ -127,11 +114,8 @@ def fit(name, cfg, dataset, device, resumed):
 
 
 def main():
-    keys = ("model", "dataset", "device", "seed", "epochs", "batch_size", "learning_rate", "adam_eps", "adam_beta1",
-            "init", "resume", "overwrite", "compile", "bf16", "latent_dims", "hidden_dims", "hidden_layers",
-            "activation", "likelihood", "beta", "binarize", "objective", "k", "estimator", "stochastic_layers",
-            "top_latent_dims", "top_hidden_dims", "data_root", "ckpt_dir")
-    cfg, overrides = config.parse(keys, description=__doc__)
+    evaluation_only = ("iw_samples", "start", "end", "plot_dir")
+    cfg, overrides = config.parse([key for key in config.defaults() if key not in evaluation_only], description=__doc__)
     device = cli.resolve_device(cfg.device)
     if cfg.bf16 and device.type == "cpu" and cli.bf16_matrix_units() == []:
         print("--bf16: this CPU lists no bfloat16 matrix instructions (amx_bf16, avx512_bf16, bf16), so training "
@@ -145,13 +129,14 @@ def main():
 
 def train_all(cfg, overrides, device):
     plans = {name: plan(name, cfg, overrides, device) for name in config.models(cfg.model)}
-    for name in [name for name, start in plans.items() if start == "done"]:
-        print(f"{checkpoints.path(cfg, name)} already holds {cli.count_of(cfg.epochs, 'epoch')}: nothing to train")
-        del plans[name]
+    for name, start in list(plans.items()):
+        if start and len(start.checkpoint["history"]) == start.cfg.epochs:
+            print(f"{checkpoints.path(cfg, name)} already holds {cli.count_of(cfg.epochs, 'epoch')}: nothing to train")
+            del plans[name]
     if not plans:
         return
     # Each new checkpoint is written beside the one it replaces: the folder must hold the new ones in full.
-    needed = sum(checkpoints.expected_size(name, start[1]["model_args"] if start else model_args(cfg), cfg.epochs)
+    needed = sum(checkpoints.expected_size(name, start.checkpoint["model_args"] if start else model_args(cfg), cfg.epochs)
                  for name, start in plans.items())
     check_writable(cfg.ckpt_dir, "--ckpt-dir", needed)
     dataset = data.load(cfg.dataset, cfg.data_root, device, cfg.binarize)
