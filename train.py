@@ -36,9 +36,10 @@ def check_fits(name, cfg, device):
     available = torch.cuda.mem_get_info(device)[1] if device.type == "cuda" else \
         os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if needed > available:
+        samples = f" ({cfg.k} samples of each image)" if cfg.k > 1 else ""
         raise UserError(f"the {name.upper()} is too large: about {needed / 2**30:,.1f} GiB for {parameters:,} parameters "
-                        f"and batches of {rows} decoded rows, more than the {available / 2**30:,.1f} GiB of {device}'s "
-                        "memory; use a smaller --k, --batch-size, --hidden-dims or --latent-dims")
+                        f"and batches of {rows}{samples}, more than this machine's memory ({available / 2**30:,.1f} "
+                        f"GiB); use smaller {'--k, ' if samples else ''}--batch-size, --hidden-dims or --latent-dims")
 
 
 def plan(name, cfg, overrides, device):

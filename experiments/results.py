@@ -1,14 +1,11 @@
 """Burda et al.'s (2015) Table 1 as data: every measured row lives in results/burda2015.csv, the published ones
 beside this repo's; experiments/pages.py writes the pages' tables and the Table 1 figure from it.
 
-    python -m experiments.burda2015 ...                    # trains, evaluates and records rows (its --help)
-    python -m experiments.results runs/burda2015/<row>     # record the evaluated stages of a run folder by hand
-
-A run folder holds stage<i>/ folders, each with the stage's checkpoint and the metrics JSON that
-`python test.py --model vae --ckpt-dir <stage> --plot-dir <stage> --iw-samples 5000` wrote there. Every change of
-the data is whole or not at all and made under a lock, so jobs that record at the same time all land.
+A run folder of `python -m experiments.burda2015` holds stage<i>/ folders, each with the stage's checkpoint and the
+metrics JSON that `python test.py --model vae --ckpt-dir <stage> --plot-dir <stage> --iw-samples 5000` wrote there.
+Every change of the data is whole or not at all and made under a lock, so jobs that record at the same time all
+land.
 """
-import argparse
 import csv
 import datetime
 import json
@@ -17,7 +14,6 @@ import re
 from pathlib import Path
 from types import SimpleNamespace
 
-import cli
 import config
 from cli import UserError
 from files import atomic_path, exclusive_lock
@@ -28,7 +24,6 @@ COLUMNS = ("source", "layers", "objective", "k", "estimator", "batch_size", "ada
            "precision", "stage", "epochs", "nll", "nll_se", "nll_k100", "neg_elbo", "neg_elbo_se", "active_units", "units_removed", "removal_nats", "removal_se", "train_minutes",
            "machine", "date", "command", "note")
 THIS_REPO, PAPER, NBIP = "this repo", "Burda et al. 2015 (arXiv v4 Table 1)", "nbip/IWAE (README)"
-XQDING = "xqding/Importance_Weighted_Autoencoders (README)"
 # Table 1's rows, in the paper's order: (objective, k, estimator).
 TABLE1 = (("elbo", 1, "standard"), ("elbo", 5, "standard"), ("elbo", 50, "standard"), ("iwae", 5, "standard"),
           ("iwae", 50, "standard"), ("iwae", 50, "dreg"))
@@ -46,8 +41,6 @@ PAPER_SETTING = {"batch_size": 20, "adam_eps": 1.2755e-07, "init": "glorot-mean"
 # units unused (docs/literature.md); batch 100 and Adam's eps as in the one-layer rows.
 TWO_LAYER_SETTING = {**SETTING, "init": "glorot-mean"}
 HEADLINE_STAGE = 4  # the stage every row of the pages' headline columns has reached: 121 epochs
-# The note of the rows measured with the code before the Bernoulli and tanh speed changes (docs/performance.md).
-OLD_CODE = "code before the Bernoulli and tanh speed changes (last digits differ)"
 BOUND_SAMPLES = 5000  # the literature's k for -log p(x)
 DEFAULT_SEED = config.seed  # the seed of every row measured before seeds were varied; the pages' single-run columns
 # The pages' single-run columns and figure: the seed and precision every row had before either was varied.
@@ -267,25 +260,3 @@ def this_machine():
     except OSError:
         pass
     return f"{len(os.sched_getaffinity(0))}-core {processor}{' VM' if virtual else ''}"
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_folder", type=Path)
-    parser.add_argument("--machine", default=this_machine(), help="the machine it ran on (default: %(default)s)")
-    parser.add_argument("--note", default="", help="anything else that distinguishes the row")
-    args = parser.parse_args(argv)
-    if not args.run_folder.is_dir() or not stage_folders(args.run_folder):
-        raise UserError(f"{args.run_folder} is not a run folder: it holds no stage<i>/ folders")
-    rows = [row for row in (stage_row(folder, args.machine, args.note) for folder in stage_folders(args.run_folder))
-            if row is not None]
-    read(DATA)  # a damaged data file is refused before anything is added
-    added = record(rows)
-    for row in added:
-        print(f"added {row_name(row)}, {setting_name(row)}, seed {row['seed']}, stage {row['stage']}: "
-              f"{row['nll']:.2f} nats")
-    print(f"{len(added)} of {len(rows)} evaluated stages added to {DATA}; the rest were there already")
-
-
-if __name__ == "__main__":
-    cli.run(main)

@@ -15,6 +15,26 @@ sys.path.insert(0, str(ROOT))  # the project's modules, under `pytest tests` as 
 TRAIN_COUNT, TEST_COUNT = 300, 100
 
 
+def pytest_collection_modifyitems(items):
+    """The modules that start commands early (START_EARLY) run last, so their commands run beside the rest."""
+    items.sort(key=lambda item: hasattr(item.module, "START_EARLY"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def started_early(request, tmp_path_factory):
+    """Each long end-to-end command a selected test module names in START_EARLY ({name: start(tmp_path_factory)},
+    start returning (folder, process in a session of its own) or None), started before the first test: it runs on
+    a second core beside the rest of the suite, and the tests that read it wait for it. Whatever is still running
+    when the suite ends is killed with everything it started."""
+    modules = {item.module for item in request.session.items if hasattr(item.module, "START_EARLY")}
+    started = {name: start(tmp_path_factory) for module in modules for name, start in module.START_EARLY.items()}
+    yield started
+    for _, process in filter(None, started.values()):
+        if process.poll() is None:
+            os.killpg(process.pid, 9)
+            process.communicate()
+
+
 def write_idx(folder, train_count=TRAIN_COUNT, test_count=TEST_COUNT, gz=False, seed=0):
     """The four MNIST-format IDX files: 28x28 uint8 images whose brightness band depends on the class."""
     folder = Path(folder)

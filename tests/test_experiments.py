@@ -61,11 +61,44 @@ def figures(path):
     return sorted(tuple(row[key] for key in FIGURES) for row in results.read(path))
 
 
-@pytest.fixture(scope="module")
-def table(tmp_path_factory):
-    """The command run once, uninterrupted, on two rows: (folder, its CompletedProcess)."""
+def finished(process):
+    stdout, stderr = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def start_table(tmp_path_factory):
+    """The command on two rows, uninterrupted: (its folder, its process)."""
     folder = table_folder(tmp_path_factory.mktemp("table"))
-    return folder, command(folder, *ROWS)
+    return folder, command(folder, *ROWS, start_new_session=True)
+
+
+def slurm_is_running():
+    """None where a Slurm here takes jobs, else why not."""
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        return "no Slurm commands here (.ci/run installs and starts Slurm)"
+    states = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
+    if states.returncode != 0 or not {"idle", "mix", "alloc"} & set(states.stdout.split()):
+        return f"no Slurm node takes jobs here: {(states.stderr or states.stdout).strip() or 'sinfo lists none'}"
+    return None
+
+
+def start_slurm(tmp_path_factory):
+    """The command on one row and stage through Slurm: (its folder, its process), or None without a Slurm."""
+    if slurm_is_running() is not None:
+        return None
+    folder = table_folder(tmp_path_factory.mktemp("slurm"))
+    return folder, command(folder, "iwae-k5", "--executor", "slurm", "--slurm-time", "10", stages=1,
+                           start_new_session=True)
+
+
+START_EARLY = {"table": start_table, "slurm": start_slurm}
+
+
+@pytest.fixture(scope="module")
+def table(started_early):
+    """The command run once, uninterrupted, on two rows: (folder, its CompletedProcess)."""
+    folder, process = started_early["table"]
+    return folder, finished(process)
 
 
 def test_the_command_trains_evaluates_and_records_every_stage_of_each_row(table):
@@ -105,21 +138,37 @@ def test_rerunning_the_command_costs_nothing_and_records_nothing_twice(table):
     assert "nothing to do" in again.stdout and (folder / "data.csv").read_bytes() == before
 
 
-@pytest.mark.parametrize("stop", ["SIGTERM", "SIGKILL"])
-def test_a_run_stopped_and_rerun_records_the_same_rows_once(table, tmp_path, stop):
+def wait_for(condition, seconds=120):
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def trainer_in(session):
+    """Whether a train.py runs in the process session `session` (a command started with start_new_session)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            if int(stat[3]) == session and b"train.py" in open(f"/proc/{pid}/cmdline", "rb").read():
+                return True
+        except (OSError, IndexError):  # a process that ended while being read
+            continue
+    return False
+
+
+def test_a_run_stopped_then_killed_and_rerun_records_the_same_rows_once(table, tmp_path):
     folder = table_folder(tmp_path)
     process = command(folder, "iwae-k5", start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not results.read(folder / "data.csv") and time.monotonic() < deadline:  # stopped after stage 0's row,
-        time.sleep(0.1)                                                             # while stage 1 trains
-    if stop == "SIGTERM":
-        process.send_signal(signal.SIGTERM)
-    else:  # the command and every process it started, at once, as a machine's end would
-        os.killpg(process.pid, signal.SIGKILL)
+    wait_for(lambda: results.read(folder / "data.csv"))  # stopped after stage 0's row, while stage 1 trains
+    process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
-    if stop == "SIGTERM":
-        assert process.returncode == 130 and stderr.strip().splitlines()[-1].startswith("stopped: "), stderr
-        assert "Traceback" not in stderr
+    assert process.returncode == 130 and stderr.strip().splitlines()[-1].startswith("stopped: "), stderr
+    assert "Traceback" not in stderr
+    assert [row["stage"] for row in results.read(folder / "data.csv")] == [0], stderr
+    process = command(folder, "iwae-k5", start_new_session=True)
+    wait_for(lambda: trainer_in(process.pid))  # the command and every process it started, as a machine's end would
+    os.killpg(process.pid, signal.SIGKILL)
+    _, stderr = process.communicate(timeout=120)
     assert [row["stage"] for row in results.read(folder / "data.csv")] == [0], stderr
     rerun = command(folder, "iwae-k5")
     assert rerun.returncode == 0, rerun.stderr
@@ -244,20 +293,10 @@ def test_a_damaged_run_or_data_file_is_one_line_and_nothing_recorded_is_touched(
     assert (folder / "data.csv").read_bytes() == before
 
 
-def slurm_is_running():
-    """None where a Slurm here takes jobs, else why not."""
-    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
-        return "no Slurm commands here (.ci/run installs and starts Slurm)"
-    states = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
-    if states.returncode != 0 or not {"idle", "mix", "alloc"} & set(states.stdout.split()):
-        return f"no Slurm node takes jobs here: {(states.stderr or states.stdout).strip() or 'sinfo lists none'}"
-    return None
-
-
 @pytest.mark.skipif(slurm_is_running() is not None, reason=str(slurm_is_running()))
-def test_the_slurm_path_records_both_rows_through_a_real_slurm(table, tmp_path):
-    folder = table_folder(tmp_path)
-    result = command(folder, *ROWS, "--executor", "slurm", "--slurm-time", "10")
+def test_the_slurm_path_records_a_row_through_a_real_slurm(table, started_early):
+    folder, process = started_early["slurm"]
+    result = finished(process)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert figures(folder / "data.csv") == figures(table[0] / "data.csv")
-    assert result.stdout.count("Slurm job ") == 2
+    expected = [row for row in figures(table[0] / "data.csv") if row[2] == 5 and row[9] == 0]  # k = 5, stage 0
+    assert figures(folder / "data.csv") == expected and result.stdout.count("Slurm job ") == 1
