@@ -12,6 +12,7 @@ A checkpoint is a dict of tensors and plain data, so torch.load(weights_only=Tru
 import contextlib
 import inspect
 import io
+import os
 import pickle
 import re
 from pathlib import Path
@@ -25,7 +26,7 @@ from cli import UserError
 from files import LockHeld, atomic_path, exclusive_lock
 from config import MODEL_ARGS
 from literature import KSampleVAE
-from model import AutoEncoder
+from model import PIXELS, AutoEncoder
 from two_layers import TwoLayerVAE
 
 # What the weights were trained for: a resumed run may not change these.
@@ -38,6 +39,8 @@ REQUIRED = ("model", "model_args", "config", "weights")
 # What a checkpoint's size is made of (tested against real ones): float32 weights and Adam's two moments, and a little
 # for the config, the random state and torch's zip records, and each epoch's history entry.
 BYTES_PER_PARAMETER, FIXED_BYTES, BYTES_PER_EPOCH = 12, 64_000, 300
+TRAINING_BYTES_PER_PARAMETER = 16  # in memory while training: float32 weight, gradient and Adam's two moments
+LARGEST_SPLIT = 60_000  # no batch holds more images than this
 
 
 class Loaded(NamedTuple):
@@ -82,6 +85,21 @@ def save(cfg, name, model, optimizer, history):
     torch.save(checkpoint, buffer)
     with atomic_path(path(cfg, name)) as tmp:
         tmp.write_bytes(buffer.getbuffer())
+
+
+def check_fits(name, cfg, device):
+    """Refuse a model too large for this machine's memory now, rather than with an allocator's traceback later."""
+    parameters, rows = parameter_count(name, model_args(cfg)), min(cfg.batch_size, LARGEST_SPLIT) * cfg.k
+    # Weights, gradients and Adam's moments; a few float32 copies of each layer's output per decoded row.
+    widths = PIXELS + cfg.hidden_dims * cfg.hidden_layers + cfg.latent_dims
+    needed = TRAINING_BYTES_PER_PARAMETER * parameters + 32 * rows * widths
+    available = torch.cuda.mem_get_info(device)[1] if device.type == "cuda" else \
+        os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if needed > available:
+        samples = f" ({cfg.k} samples of each image)" if cfg.k > 1 else ""
+        raise UserError(f"the {name.upper()} is too large: about {needed / 2**30:,.1f} GiB for {parameters:,} parameters "
+                        f"and batches of {rows}{samples}, more than this machine's memory ({available / 2**30:,.1f} "
+                        f"GiB); use smaller {'--k, ' if samples else ''}--batch-size, --hidden-dims or --latent-dims")
 
 
 def expected_size(name, args, epochs):

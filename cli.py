@@ -88,9 +88,9 @@ def count_of(count, noun):
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
-def resolve_device(name):
+def resolve_device(name, bf16=False):
     """The torch device --device names, checked. On the CPU it also flushes denormal floats to zero
-    (speed.flush_denormals)."""
+    (speed.flush_denormals), and warns that --bf16 runs slower on a CPU without bfloat16 matrix instructions."""
     import torch  # here, not at the top: config.py and --help stay quick to import
 
     if name == "auto":
@@ -112,6 +112,9 @@ def resolve_device(name):
         from speed import flush_denormals
 
         flush_denormals()
+        if bf16 and bf16_matrix_units() == []:
+            print("--bf16: this CPU lists no bfloat16 matrix instructions (amx_bf16, avx512_bf16, bf16), so training "
+                  "runs slower than in float32 (1.8-3x where measured: docs/performance.md)", file=sys.stderr)
     return device
 
 

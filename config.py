@@ -80,13 +80,11 @@ _AT_MOST = {"epochs": 10**6, "batch_size": 2**31 - 1, "latent_dims": 2**31 - 1, 
             "iw_samples": 2**31 - 1, "seed": 2**64 - 1}
 
 
-def help_texts():
-    """Every default's name -> its --help text, in the order they are written."""
+def help_texts():  # every default's name -> its --help text, in the order they are written
     return inspect.get_annotations(sys.modules[__name__])
 
 
-def defaults():
-    """All defaults of this module as a dict, in the order they are written."""
+def defaults():  # every default's name -> its value
     return {name: globals()[name] for name in help_texts()}
 
 
@@ -105,14 +103,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse(keys, argv=None, description=None, script_defaults=None, prog=None, parents=()):
-    """Parse --key value overrides of the given config keys.
-
-    Returns (cfg, overrides): cfg holds every default with the overrides applied;
-    overrides holds only what the user typed, so a script can lay it over a checkpoint's config.
-    script_defaults: values a script uses in place of this module's defaults, shown as such in its --help.
-    prog, parents: the command's name, and parsers (add_help=False) of its arguments beyond the config's, whose
-    values land in overrides too.
-    """
+    """(cfg, overrides) from --key value flags of `keys`: cfg every default with the overrides applied, overrides
+    only what was typed (a script lays it over a checkpoint's config). script_defaults replace this module's for one
+    script; parents (add_help=False parsers) add a command's own arguments, whose values land in overrides too."""
     values, help_text = {**defaults(), **(script_defaults or {})}, help_texts()
     parser = _Parser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
                      parents=list(parents))
@@ -165,16 +158,13 @@ def validate(cfg):
 
 def merge(stored, overrides):
     """A checkpoint's config with today's defaults for what it lacks and the user's overrides on top."""
-    base = defaults()
-    kept = {k: v for k, v in stored.items() if k in base and k not in RUNTIME_KEYS}
-    return SimpleNamespace(**{**base, **kept, **overrides})
+    kept = {key: value for key, value in stored.items() if key in defaults() and key not in RUNTIME_KEYS}
+    return SimpleNamespace(**{**defaults(), **kept, **overrides})
 
 
-def as_flags(values):
-    """Config values as the command-line flags that set them: {"latent_dims": 50} -> ["--latent-dims", "50"]."""
+def as_flags(values):  # {"latent_dims": 50} -> ["--latent-dims", "50"]
     return [text for key, value in values.items() for text in ("--" + key.replace("_", "-"), str(value))]
 
 
-def models(choice):
-    """The model names a --model value stands for: 'both' is ae then vae."""
+def models(choice):  # the models a --model value stands for: "both" is ae then vae
     return MODELS if choice == "both" else (choice,)

@@ -1,11 +1,9 @@
 """An Autoencoder and a Variational Autoencoder for 28x28 images, each returning its own loss.
 
-Network (the reference design): encoder 784 -> hidden (ReLU) -> latent, decoder latent -> hidden (ReLU) -> 784
-logits; hidden_layers > 1 stacks more hidden layers of the same width (Burda et al. 2015: 784-200-200-50, tanh).
-The loss per image is (reconstruction + beta * KL) / 784, averaged over the batch: with the default Gaussian
-likelihood and beta = 1, the per-pixel MSE plus the KL weighted per pixel, so loss numbers compare with published
-runs of this design. The literature's VAEs (k samples, the IWAE bound, two stochastic layers) build on the VAE here:
-literature.py and two_layers.py.
+Encoder 784 -> hidden (ReLU) -> latent, decoder latent -> hidden -> 784 logits (the reference design; Burda et al.
+2015: 784-200-200-50, tanh). The loss per image is (reconstruction + beta * KL) / 784: by default the per-pixel MSE
+plus the KL weighted per pixel, so loss numbers compare with the design's. literature.py and two_layers.py build the
+literature's VAEs on the VAE here.
 """
 import torch
 import torch.nn.functional as F

@@ -7,8 +7,6 @@
 import cli  # first: on import it makes a Ctrl-C or SIGTERM while torch loads one line
 import contextlib
 import math
-import os
-import sys
 import time
 
 import torch
@@ -17,35 +15,15 @@ from tqdm import tqdm
 import checkpoints
 import config
 import data
-from checkpoints import build, model_args, parameter_count
+from checkpoints import build, model_args
 from cli import UserError
 from files import check_writable
 from literature import initialise
 from loop import evaluate, make_optimizer, train_epoch
-from model import PIXELS
-
-BYTES_PER_PARAMETER = 16  # float32 weight, gradient and Adam's two moments
-LARGEST_SPLIT = 60_000  # no batch holds more images than this
-
-
-def check_fits(name, cfg, device):
-    """Refuse a model too large for this machine's memory now, rather than with an allocator's traceback later."""
-    parameters, rows = parameter_count(name, model_args(cfg)), min(cfg.batch_size, LARGEST_SPLIT) * cfg.k
-    # Weights, gradients and Adam's moments; a few float32 copies of each layer's output per decoded row.
-    needed = BYTES_PER_PARAMETER * parameters + 32 * rows * (PIXELS + cfg.hidden_dims * cfg.hidden_layers + cfg.latent_dims)
-    available = torch.cuda.mem_get_info(device)[1] if device.type == "cuda" else \
-        os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if needed > available:
-        samples = f" ({cfg.k} samples of each image)" if cfg.k > 1 else ""
-        raise UserError(f"the {name.upper()} is too large: about {needed / 2**30:,.1f} GiB for {parameters:,} parameters "
-                        f"and batches of {rows}{samples}, more than this machine's memory ({available / 2**30:,.1f} "
-                        f"GiB); use smaller {'--k, ' if samples else ''}--batch-size, --hidden-dims or --latent-dims")
-
 
 def plan(name, cfg, overrides, device):
-    """The checkpoint training `name` resumes (checkpoints.Loaded), or None for a fresh run; checked before any work.
-    --resume starts a model without a checkpoint afresh, so it continues a `--model both` run stopped before its
-    second model began."""
+    """The checkpoint training `name` resumes (checkpoints.Loaded), or None for a fresh run, checked before any work;
+    --resume starts afresh a model with no checkpoint yet (a `--model both` run stopped before its second began)."""
     path = checkpoints.path(cfg, name)
     if cfg.resume and path.exists():
         return checkpoints.resume(cfg, name, overrides, device)
@@ -56,7 +34,7 @@ def plan(name, cfg, overrides, device):
         raise UserError(f"{path} holds {cli.count_of(held, 'epoch')} of training, and this run would replace it with "
                         f"{cfg.epochs}: continue it with --resume --epochs N, train elsewhere with --ckpt-dir, or pass "
                         "--overwrite")
-    check_fits(name, cfg, device)
+    checkpoints.check_fits(name, cfg, device)
     return None
 
 
@@ -117,10 +95,7 @@ def fit(name, cfg, dataset, device, resumed):
 def main():
     evaluation_only = ("iw_samples", "start", "end", "plot_dir")
     cfg, overrides = config.parse([key for key in config.defaults() if key not in evaluation_only], description=__doc__)
-    device = cli.resolve_device(cfg.device)
-    if cfg.bf16 and device.type == "cpu" and cli.bf16_matrix_units() == []:
-        print("--bf16: this CPU lists no bfloat16 matrix instructions (amx_bf16, avx512_bf16, bf16), so training "
-              "runs slower than in float32 (1.8-3x where measured: docs/performance.md)", file=sys.stderr)
+    device = cli.resolve_device(cfg.device, cfg.bf16)
     check_writable(cfg.ckpt_dir, "--ckpt-dir")
     with contextlib.ExitStack() as held:  # each checkpoint this run may write, held from before it is read
         for name in config.models(cfg.model):
@@ -141,12 +116,11 @@ def train_all(cfg, overrides, device):
                  for name, start in plans.items())
     check_writable(cfg.ckpt_dir, "--ckpt-dir", needed)
     dataset = data.load(cfg.dataset, cfg.data_root, device, cfg.binarize)
-    names = list(plans)
     for index, (name, start) in enumerate(plans.items()):
         try:
             fit(name, cfg, dataset, device, start)
         except cli.Stopped as stop:
-            later = " and ".join(later.upper() for later in names[index + 1 :])
+            later = " and ".join(later.upper() for later in list(plans)[index + 1 :])
             raise cli.Stopped(f"{stop}{f'; the {later} did not start' if later else ''}") from None
 
 
