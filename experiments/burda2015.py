@@ -184,7 +184,7 @@ def check_run_folder(spec):
 def main():
     specs, args = parse()
     rows = results.read(args.results)
-    check_writable(args.results.parent, "--results")
+    results.check_writable(args.results)
     check_writable(args.runs, "--runs")
     for spec in specs:
         check_run_folder(spec)

@@ -8,7 +8,9 @@ land.
 """
 import csv
 import datetime
+import io
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -49,33 +51,71 @@ ONE_RUN = {"seed": DEFAULT_SEED, "precision": PRECISION[False]}
 KEY = ("source", "layers", "objective", "k", "estimator", *SETTING, "seed", "precision", "stage")
 
 
-def read(path=DATA):
-    """The rows of the data file, typed; a file that cannot be read is one line naming it."""
+INTEGERS = ("layers", "k", "batch_size", "seed", "stage", "epochs")
+FLOATS = ("adam_eps", "adam_beta1", "nll", "nll_se", "nll_k100", "neg_elbo", "neg_elbo_se", "removal_nats", "removal_se",
+          "train_minutes")
+
+
+def read(path=DATA, columns=COLUMNS, integers=INTEGERS, floats=FLOATS, written_for=None):
+    """The rows of a data file, typed, the file checked whole as strictly as write() writes it: its header, every
+    line ended and holding one field per column, no NUL byte, every number finite. Anything else is one line naming
+    the file, the line and what is wrong (with `written_for`, the file a temporary was written for, which is left
+    as it was)."""
     try:
         with open(path, newline="") as stream:
-            reader = csv.DictReader(stream)
-            if tuple(reader.fieldnames or ()) != COLUMNS:
-                raise ValueError(f"its columns are not {', '.join(COLUMNS)}")
-            return [_typed(row) for row in reader]
-    except (OSError, ValueError) as error:
+            text = stream.read()
+    except (OSError, ValueError) as error:  # ValueError: not UTF-8
         raise UserError(f"cannot read the results data {path}: {error}") from None
 
+    def damaged(line, what):
+        if written_for:
+            return UserError(f"{written_for} was left as it was: its new line {line} would not read back ({what})")
+        return UserError(f"the results data {path} is damaged at line {line}: {what}; mend or restore it (git "
+                         "checkout, for the repo's own), then rerun")
 
-def _typed(row):
-    for key in ("layers", "k", "batch_size", "seed", "stage", "epochs"):
-        row[key] = int(row[key]) if row[key] else None
-    for key in ("adam_eps", "adam_beta1", "nll", "nll_se", "nll_k100", "neg_elbo", "neg_elbo_se", "removal_nats",
-                "removal_se", "train_minutes"):
-        row[key] = float(row[key]) if row[key] else None
-    return row
+    if "\0" in text:
+        raise damaged(text[:text.index("\0")].count("\n") + 1, "it holds a NUL byte")
+    if text and not text.endswith("\n"):
+        raise damaged(text.count("\n") + 1, "its last line is cut short")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    if tuple(next(reader, ())) != columns:
+        raise damaged(1, f"its columns are not {', '.join(columns)}")
+    rows = []
+    for fields in reader:
+        if len(fields) != len(columns):
+            raise damaged(reader.line_num, f"{len(fields)} fields where the header names {len(columns)}")
+        row = dict(zip(columns, fields))
+        for key in (*integers, *floats):
+            try:
+                row[key] = (int if key in integers else float)(row[key]) if row[key] else None
+            except ValueError:
+                raise damaged(reader.line_num, f"its {key} is {row[key]!r}, not a number") from None
+            if key in floats and row[key] is not None and not math.isfinite(row[key]):
+                raise damaged(reader.line_num, f"its {key} is {row[key]}, not a finite number")
+        rows.append(row)
+    return rows
 
 
-def write(rows, path=DATA, columns=COLUMNS):
-    """Replace a data file with `rows` under `columns` (None written empty), whole or not at all."""
-    with atomic_path(path) as temporary, open(temporary, "w", newline="") as stream:
-        writer = csv.DictWriter(stream, columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows({key: "" if row[key] is None else row[key] for key in columns} for row in rows)
+def write(rows, path=DATA, columns=COLUMNS, **types):
+    """Replace a data file with `rows` under `columns` (None written empty), whole or not at all, and only if read()
+    reads back what was written."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "w", newline="") as stream:
+            writer = csv.DictWriter(stream, columns, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows({key: "" if row[key] is None else row[key] for key in columns} for row in rows)
+        read(temporary, columns, **types, written_for=path)
+
+
+def check_writable(path):
+    """Refuse, before any job, a data file that cannot be written (read-only, immutable): opened to append, nothing
+    written."""
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as error:
+        raise UserError(f"cannot write the results data {path} ({error.strerror or error}); make it writable or "
+                        "choose another file with --results") from None
 
 
 def record(new_rows, path=DATA):
@@ -226,6 +266,12 @@ def read_metrics(file):
             raise ValueError(f"it lacks {', '.join(missing)}")
     except (OSError, ValueError, TypeError) as error:
         raise UserError(f"{file} is damaged ({error}); delete it and rerun to evaluate that stage again") from None
+    figures = [key for key in ("iw_nll_nats", "iw_nll_se", "negative_elbo_nats", "negative_elbo_se") if not (
+        type(metrics[key]) in (int, float) and math.isfinite(metrics[key]))]
+    if figures:  # a diverged model's bound: a figure that is no result
+        raise UserError(f"stage {stage_of(Path(file).parent)}: {file} holds "
+                        f"{', '.join(f'{key} {metrics[key]!r}' for key in figures)}, not finite numbers; nothing is "
+                        f"recorded for it: delete {Path(file).parent} and rerun to train and evaluate it again")
     return metrics
 
 

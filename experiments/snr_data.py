@@ -1,12 +1,11 @@
 """The gradients' SNR as data: results/snr.csv, which experiments/snr.py measures, and what the pages show of it (the
 slopes' tables and the figure, written by `python -m experiments.pages`). No torch here.
 """
-import csv
 import math
 from pathlib import Path
 
-from cli import UserError
-from experiments.results import ROOT, row_name, setting_name, write
+from experiments import results
+from experiments.results import ROOT, row_name, setting_name
 from experiments.tables import markdown_table
 from files import exclusive_lock
 
@@ -14,7 +13,7 @@ DATA = ROOT / "results" / "snr.csv"
 FIGURE = ROOT / "plots" / "readme" / "snr.png"
 COLUMNS = ("checkpoint", "trained_by", "stage", "epochs", "estimator", "network", "k", "snr", "snr_se", "parameters",
            "images", "draws", "seed", "machine", "date", "command")
-INTEGERS = ("stage", "epochs", "k", "parameters", "images", "draws", "seed")
+INTEGERS, FLOATS = ("stage", "epochs", "k", "parameters", "images", "draws", "seed"), ("snr", "snr_se")
 NAMES = {"standard": "standard", "stl": "STL", "dreg": "DReG"}
 # What the papers say of each slope of log SNR against log k. The generative network's gradient is the same under
 # all three estimators (they differ in the encoder's only), so it has one line.
@@ -26,19 +25,8 @@ TRAINED_K = 50  # the table's IWAE rows train with k = 50: the pages compare the
 
 
 def read(path=DATA):
-    """The rows of the SNR data, typed; none where the file does not exist yet."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    try:
-        with open(path, newline="") as stream:
-            reader = csv.DictReader(stream)
-            if tuple(reader.fieldnames or ()) != COLUMNS:
-                raise ValueError(f"its columns are not {', '.join(COLUMNS)}")
-            return [{**row, **{key: int(row[key]) if row[key] else None for key in INTEGERS},
-                     "snr": float(row["snr"]), "snr_se": float(row["snr_se"])} for row in reader]
-    except (OSError, ValueError) as error:
-        raise UserError(f"cannot read the SNR data {path}: {error}") from None
+    """The rows of the SNR data, typed and checked as results.read checks Table 1's; none before the first."""
+    return results.read(path, COLUMNS, INTEGERS, FLOATS) if Path(path).exists() else []
 
 
 def replace(new_rows, path=DATA):
@@ -48,7 +36,8 @@ def replace(new_rows, path=DATA):
     measured = {row["checkpoint"] for row in new_rows}
     with exclusive_lock(path.with_name(f".{path.name}.lock"), wait=True):
         rows = [row for row in read(path) if row["checkpoint"] not in measured] + list(new_rows)
-        write([{**row, "snr": f"{row['snr']:.6g}", "snr_se": f"{row['snr_se']:.6g}"} for row in rows], path, COLUMNS)
+        results.write([{**row, "snr": f"{row['snr']:.6g}", "snr_se": f"{row['snr_se']:.6g}"} for row in rows], path,
+                      COLUMNS, integers=INTEGERS, floats=FLOATS)
 
 
 def checkpoint_name(trained):

@@ -265,7 +265,7 @@ def damage_checkpoint(folder):
 def damage_data(folder):
     with open(folder / "data.csv", "a") as stream:
         stream.write("this repo,one,elbo\n")
-    return "cannot read the results data"
+    return "data.csv is damaged at line 2: 3 fields where the header names 27"
 
 
 def another_row(folder):
@@ -291,6 +291,21 @@ def test_a_damaged_run_or_data_file_is_one_line_and_nothing_recorded_is_touched(
     error = capsys.readouterr().err + (code if isinstance(code, str) else "")
     assert phrase in error and len(error.strip().splitlines()) == 1
     assert (folder / "data.csv").read_bytes() == before
+
+
+def test_a_results_file_that_cannot_be_written_is_refused_before_any_work(tmp_path, capsys):
+    folder = table_folder(tmp_path)
+    if subprocess.run(["chattr", "+i", folder / "data.csv"], capture_output=True).returncode != 0:
+        os.chmod(folder / "data.csv", 0o444)  # read-only: refused where permissions bind (not for root)
+        if os.access(folder / "data.csv", os.W_OK):
+            pytest.skip("no chattr +i here, and a read-only file is writable for this user (root)")
+    try:
+        code = refused(folder, *ROWS)
+        error = capsys.readouterr().err + (code if isinstance(code, str) else "")
+        assert error.startswith(f"error: cannot write the results data {folder / 'data.csv'} (")
+        assert len(error.strip().splitlines()) == 1
+    finally:
+        subprocess.run(["chattr", "-i", folder / "data.csv"], capture_output=True)
 
 
 @pytest.mark.skipif(slurm_is_running() is not None, reason=str(slurm_is_running()))

@@ -1,6 +1,7 @@
 """The results data and the pages written from it: the pages' tables are what the data gives, and a run's
 evaluated stages are added as rows."""
 import json
+import math
 import re
 from types import SimpleNamespace
 
@@ -153,3 +154,39 @@ def test_a_bf16_row_stands_beside_its_float32_row_with_their_difference():
     line = tables.precisions([float32, bf16]).splitlines()[-1]
     assert line.endswith(f"| {float32['nll']:.2f} ± {float32['nll_se']:.2f} | {bf16['nll']:.2f} ± "
                          f"{bf16['nll_se']:.2f} | +0.30 |")
+
+
+@pytest.mark.parametrize("damage, phrase", [
+    (lambda text: text[:-9], "its last line is cut short"),
+    (lambda text: text[:-1] + ",extra\n", "28 fields where the header names 27"),
+    (lambda text: text.rsplit(",", 2)[0] + "," + text.rsplit(",", 1)[1], "26 fields where the header names 27"),
+    (lambda text: text + "\0" * 64, "it holds a NUL byte"),
+    (lambda text: text.replace("86.76", "nan", 1), "its nll is nan, not a finite number"),
+    (lambda text: text.replace("86.76", "86.7.6", 1), "its nll is '86.7.6', not a number")])
+def test_damaged_results_data_is_refused_naming_the_line_and_never_rewritten(tmp_path, damage, phrase):
+    path = tmp_path / "data.csv"
+    path.write_text(damage(results.DATA.read_text()))
+    before = path.read_bytes()
+    with pytest.raises(UserError, match=rf"{path} is damaged at line \d+: {re.escape(phrase)}"):
+        results.read(path)
+    with pytest.raises(UserError):
+        results.record([dict(results.read()[-1], seed=99)], path)
+    assert path.read_bytes() == before
+
+
+def test_a_row_that_would_not_read_back_is_never_written(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_bytes(results.DATA.read_bytes())
+    with pytest.raises(UserError, match=rf"{path} was left as it was: its new line \d+ would not read back \(its nll"):
+        results.record([dict(results.read()[-1], seed=99, nll=math.nan)], path)
+    assert path.read_bytes() == results.DATA.read_bytes()
+
+
+@pytest.mark.parametrize("figure", [math.nan, math.inf, "91.2"])
+def test_a_stage_whose_bound_is_not_a_finite_number_is_refused_and_not_recorded(tmp_path, figure):
+    stage_folder(tmp_path / "run", 1, 90.0)
+    metrics_file = tmp_path / "run" / "stage1" / "mnist_vae_metrics.json"
+    metrics_file.write_text(metrics_file.read_text().replace("90.0", json.dumps(figure)))
+    with pytest.raises(UserError, match=rf"stage 1: {metrics_file} holds iw_nll_nats .*, not finite numbers; "
+                                        "nothing is recorded for it"):
+        evaluated_rows(tmp_path / "run")
