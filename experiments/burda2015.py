@@ -42,6 +42,7 @@ ROW_KEYS = ("objective", "k", "estimator", "stochastic_layers")
 # "epochs_per_stage": N}. Rows recorded under it say so in their note.
 TEST_OVERRIDE = "BURDA2015_TEST_OVERRIDE"
 POLL_SECONDS = 2.0
+SLURM_MINUTES = 24 * 60  # a job's time limit unless --slurm-time says otherwise
 SLURM_ACTIVE = ("PENDING", "CONFIGURING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "RESIZING", "SUSPENDED", "COMPLETING")
 
 
@@ -201,6 +202,8 @@ def main():
     import data
 
     data.load("mnist", specs[0]["data_root"], torch.device("cpu"))  # here, once: a download or a refusal, not N
+    if args.executor == "slurm":
+        check_slurm(args)
     progress = Progress(specs, args.results)
     try:
         if args.executor == "local":
@@ -255,11 +258,15 @@ def run_local(specs, at_a_time, progress):
         with lock:
             if stopping.is_set():
                 return None
-            process = subprocess.Popen([sys.executable, "-m", "experiments.job", json.dumps(spec)], cwd=ROOT,
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            argv = [sys.executable, "-m", "experiments.job", json.dumps({**spec, "parent": os.getpid()})]
+            process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             running.append(process)
-        error = process.communicate()[1].strip().splitlines()
-        return None if process.returncode == 0 else f"{spec['row']}, seed {spec['seed']}: {error[-1] if error else ''}"
+        said = process.communicate()[1].strip().splitlines()
+        if process.returncode == 0:
+            return None
+        if said and process.returncode > 0:  # the job's own line, which names its log
+            return f"{spec['row']}, seed {spec['seed']}: {said[-1].removeprefix('error: ')}"
+        return f"{spec['row']}, seed {spec['seed']}: {job.ended(process.returncode)} (log {Path(spec['folder']) / job.LOG})"
 
     pool = concurrent.futures.ThreadPoolExecutor(at_a_time)
     futures = [pool.submit(one, spec) for spec in specs]
@@ -278,6 +285,22 @@ def run_local(specs, at_a_time, progress):
     return [line for line in (future.result() for future in futures) if line]
 
 
+def check_slurm(args):
+    """Ask Slurm, before any job, whether it would take these jobs (sbatch --test-only submits nothing): a controller
+    that does not answer, a rejected partition or time limit is one line."""
+    argv = ["sbatch", "--test-only", "--wrap", "true", "--time", str(args.slurm_time or SLURM_MINUTES)]
+    argv += ["--partition", args.slurm_partition] if args.slurm_partition else []
+    argv += ["--gpus-per-node", str(args.gpus_per_job)] if args.gpus_per_job else []
+    try:
+        answer = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        raise UserError("Slurm did not answer sbatch --test-only within 2 minutes; is its controller running?") from None
+    if answer.returncode != 0:
+        said = [line.split("error: ", 1)[1] for line in answer.stderr.splitlines() if "error: " in line]
+        raise UserError(f"Slurm would not take these jobs: {said[0] if said else answer.stderr.strip()} "
+                        f"(asked with {' '.join(argv)})")
+
+
 def run_slurm(specs, args, progress):
     """Each job a Slurm job through submitit, requeued at its time limit or on preemption; returns a line per failed
     job. A job this command submitted before and Slurm still holds is followed, not submitted again."""
@@ -285,7 +308,7 @@ def run_slurm(specs, args, progress):
 
     logs = args.runs.resolve() / "slurm"
     executor = submitit.AutoExecutor(folder=logs, cluster="slurm")
-    executor.update_parameters(name="burda2015", timeout_min=args.slurm_time or 24 * 60, nodes=1, tasks_per_node=1,
+    executor.update_parameters(name="burda2015", timeout_min=args.slurm_time or SLURM_MINUTES, nodes=1, tasks_per_node=1,
                                cpus_per_task=1, gpus_per_node=args.gpus_per_job or 0,
                                slurm_setup=[f"cd {shlex.quote(str(ROOT))}"],  # where experiments.job is imported from
                                **({"slurm_partition": args.slurm_partition} if args.slurm_partition else {}))

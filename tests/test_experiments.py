@@ -144,18 +144,6 @@ def wait_for(condition, seconds=120):
         time.sleep(0.1)
 
 
-def trainer_in(session):
-    """Whether a train.py runs in the process session `session` (a command started with start_new_session)."""
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-            if int(stat[3]) == session and b"train.py" in open(f"/proc/{pid}/cmdline", "rb").read():
-                return True
-        except (OSError, IndexError):  # a process that ended while being read
-            continue
-    return False
-
-
 def test_a_run_stopped_then_killed_and_rerun_records_the_same_rows_once(table, tmp_path):
     folder = table_folder(tmp_path)
     process = command(folder, "iwae-k5", start_new_session=True)
@@ -166,7 +154,7 @@ def test_a_run_stopped_then_killed_and_rerun_records_the_same_rows_once(table, t
     assert "Traceback" not in stderr
     assert [row["stage"] for row in results.read(folder / "data.csv")] == [0], stderr
     process = command(folder, "iwae-k5", start_new_session=True)
-    wait_for(lambda: trainer_in(process.pid))  # the command and every process it started, as a machine's end would
+    wait_for(lambda: trainers_in(process.pid))  # the command and every process it started, as a machine's end would
     os.killpg(process.pid, signal.SIGKILL)
     _, stderr = process.communicate(timeout=120)
     assert [row["stage"] for row in results.read(folder / "data.csv")] == [0], stderr
@@ -176,11 +164,63 @@ def test_a_run_stopped_then_killed_and_rerun_records_the_same_rows_once(table, t
     assert figures(folder / "data.csv") == expected
 
 
+def processes_in(session):
+    """The pids of the processes in the process session `session`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[3]) == session:
+                found.append(int(pid))
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+def trainers_in(session):
+    return [pid for pid in processes_in(session) if b"train.py" in open(f"/proc/{pid}/cmdline", "rb").read()]
+
+
+def test_a_killed_trainer_is_named_with_its_signal_and_no_process_outlives_a_killed_command(table, tmp_path):
+    folder = table_folder(tmp_path)
+    process = command(folder, "iwae-k5", start_new_session=True)
+    wait_for(lambda: trainers_in(process.pid))
+    os.kill(trainers_in(process.pid)[0], signal.SIGKILL)  # as the out-of-memory killer would
+    _, stderr = process.communicate(timeout=120)
+    log = folder / "runs" / "iwae-k5-batch150-eps1e-08" / "job.log"
+    assert process.returncode == 1 and stderr.strip().splitlines()[-1] == (
+        f"error: iwae-k5, seed 1337: train.py failed training stage 0: killed by SIGKILL (as the out-of-memory killer "
+        f"kills); see {log}"), stderr
+    process = command(folder, "iwae-k5", start_new_session=True)
+    wait_for(lambda: trainers_in(process.pid))
+    os.kill(process.pid, signal.SIGKILL)  # the command alone: its job and trainer hear of it and stop
+    process.communicate(timeout=60)
+    wait_for(lambda: not processes_in(process.pid), seconds=8)  # where orphans would train and evaluate on
+    assert not processes_in(process.pid)
+
+
+def test_a_job_that_fails_for_a_full_disk_says_so_in_the_command_s_line(tmp_path):
+    folder, runs = table_folder(tmp_path), tmp_path / "runs"
+    runs.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", runs], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip() or 'not root'})")
+    try:
+        result = command(folder, "vae-k1")  # its runs on the tmpfs, too small for a checkpoint
+        line = result.stderr.strip().splitlines()[-1]
+        assert result.returncode == 1 and line.startswith("error: vae-k1, seed 1337: train.py failed training stage "
+                                                          f"0: not enough space in {runs}"), result.stderr
+        assert line.endswith(f"see {runs / 'vae-k1-batch150-eps1e-08' / 'job.log'}")
+    finally:
+        subprocess.run(["umount", "-l", runs], capture_output=True)
+
+
 def _record_after_a_barrier(path, row, barrier):
     read = results.read
 
-    def read_then_wait(*args):  # every job reads the data before any writes it, as jobs that finish together do
-        rows = read(*args)
+    def read_then_wait(*args, **kwargs):  # every job reads the data before any writes it, as jobs finishing together do
+        rows = read(*args, **kwargs)
+        if kwargs.get("written_for"):  # the write's read-back
+            return rows
         try:
             barrier.wait(timeout=1)
         except Exception:  # another holds the lock: it waits for this one, not the barrier
@@ -306,6 +346,16 @@ def test_a_results_file_that_cannot_be_written_is_refused_before_any_work(tmp_pa
         assert len(error.strip().splitlines()) == 1
     finally:
         subprocess.run(["chattr", "-i", folder / "data.csv"], capture_output=True)
+
+
+@pytest.mark.skipif(slurm_is_running() is not None, reason=str(slurm_is_running()))
+def test_a_partition_slurm_rejects_is_one_line_before_any_job(tmp_path):
+    folder = table_folder(tmp_path)
+    result = command(folder, "vae-k1", "--executor", "slurm", "--slurm-partition", "no-such-partition")
+    assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+        "error: Slurm would not take these jobs: invalid partition specified: no-such-partition (asked with sbatch "
+        "--test-only --wrap true --time 1440 --partition no-such-partition)"], result.stderr
+    assert not (folder / "runs").exists() or not any((folder / "runs").iterdir())
 
 
 @pytest.mark.skipif(slurm_is_running() is not None, reason=str(slurm_is_running()))
