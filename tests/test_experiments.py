@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -308,6 +309,23 @@ def damage_data(folder):
     return "data.csv is damaged at line 2: 3 fields where the header names 27"
 
 
+def damaged_data(change, phrase):
+    """A damage of the results data: `change` applied to a copy of the table's recorded rows."""
+    def damage(folder):
+        (folder / "data.csv").write_text(change((folder.parent / "recorded.csv").read_text()))
+        return phrase
+    damage.__name__ = phrase.split(":")[-1].strip().replace(" ", "_")
+    return damage
+
+
+DATA_DAMAGES = [
+    damaged_data(lambda text: text[:-7], "data.csv is damaged at line 5: its last line is cut short"),
+    damaged_data(lambda text: text.replace("\n", ",1\n", 2).replace(",1\n", "\n", 1),
+                 "data.csv is damaged at line 2: 28 fields where"),
+    damaged_data(lambda text: text.replace(",1337,", ",", 1), "data.csv is damaged at line 2: 26 fields where"),
+    damaged_data(lambda text: text + "\0" * 100, "data.csv is damaged at line 6: it holds a NUL byte")]
+
+
 def another_row(folder):
     shutil.copytree(folder / "runs" / "iwae-k5-batch150-eps1e-08", folder / "runs" / "vae-k1-batch150-eps1e-08",
                     dirs_exist_ok=True)
@@ -320,10 +338,12 @@ def a_file(folder):
     return "vae-k1-batch150-eps1e-08 is not a run folder: it is a file"
 
 
-@pytest.mark.parametrize("damage", [damage_metrics, damage_checkpoint, damage_data, another_row, a_file])
+@pytest.mark.parametrize("damage", [damage_metrics, damage_checkpoint, damage_data, another_row, a_file,
+                                    *DATA_DAMAGES], ids=lambda damage: damage.__name__)
 def test_a_damaged_run_or_data_file_is_one_line_and_nothing_recorded_is_touched(table, tmp_path, capsys, damage):
     folder = tmp_path / "table"
     shutil.copytree(table[0], folder)
+    shutil.copyfile(table[0] / "data.csv", tmp_path / "recorded.csv")
     (folder / "data.csv").write_text(",".join(results.COLUMNS) + "\n")  # every stage to do again
     phrase = damage(folder)
     before = (folder / "data.csv").read_bytes()
@@ -356,6 +376,20 @@ def test_a_partition_slurm_rejects_is_one_line_before_any_job(tmp_path):
         "error: Slurm would not take these jobs: invalid partition specified: no-such-partition (asked with sbatch "
         "--test-only --wrap true --time 1440 --partition no-such-partition)"], result.stderr
     assert not (folder / "runs").exists() or not any((folder / "runs").iterdir())
+
+
+@pytest.mark.skipif(slurm_is_running() is not None, reason=str(slurm_is_running()))
+def test_a_slurm_controller_that_does_not_answer_is_one_line_before_any_job(tmp_path, capsys, monkeypatch):
+    # The real Slurm's configuration with its controller at a port where none listens: as a stopped controller,
+    # without stopping the one the other Slurm test uses.
+    real = Path(os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf")).read_text()
+    (tmp_path / "slurm.conf").write_text(real + "SlurmctldPort=9\nMessageTimeout=2\n")
+    monkeypatch.setenv("SLURM_CONF", str(tmp_path / "slurm.conf"))
+    folder = table_folder(tmp_path)
+    code = refused(folder, "vae-k1", "--executor", "slurm")
+    error = capsys.readouterr().err + (code if isinstance(code, str) else "")
+    assert error.startswith("error: Slurm would not take these jobs: allocation failure: Unable to contact slurm "
+                            "controller") and len(error.strip().splitlines()) == 1, error
 
 
 @pytest.mark.skipif(slurm_is_running() is not None, reason=str(slurm_is_running()))
