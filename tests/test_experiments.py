@@ -145,51 +145,38 @@ def wait_for(condition, seconds=120):
         time.sleep(0.1)
 
 
-def test_a_run_stopped_then_killed_and_rerun_records_the_same_rows_once(table, tmp_path):
+def processes_in(session, running=""):
+    """The pids of the processes in the process session `session` (whose command line holds `running`)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[3]) == session and \
+                    running.encode() in open(f"/proc/{pid}/cmdline", "rb").read():
+                found.append(int(pid))
+        except (OSError, IndexError):  # a process that ended while being read
+            continue
+    return found
+
+
+def trainers_in(session):
+    return processes_in(session, "train.py")
+
+
+def test_a_run_stopped_its_trainer_killed_then_itself_killed_and_rerun_records_each_row_once(table, tmp_path):
     folder = table_folder(tmp_path)
+    log = folder / "runs" / "iwae-k5-batch150-eps1e-08" / "job.log"
     process = command(folder, "iwae-k5", start_new_session=True)
     wait_for(lambda: results.read(folder / "data.csv"))  # stopped after stage 0's row, while stage 1 trains
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130 and stderr.strip().splitlines()[-1].startswith("stopped: "), stderr
     assert "Traceback" not in stderr
-    assert [row["stage"] for row in results.read(folder / "data.csv")] == [0], stderr
-    process = command(folder, "iwae-k5", start_new_session=True)
-    wait_for(lambda: trainers_in(process.pid))  # the command and every process it started, as a machine's end would
-    os.killpg(process.pid, signal.SIGKILL)
-    _, stderr = process.communicate(timeout=120)
-    assert [row["stage"] for row in results.read(folder / "data.csv")] == [0], stderr
-    rerun = command(folder, "iwae-k5")
-    assert rerun.returncode == 0, rerun.stderr
-    expected = [row for row in figures(table[0] / "data.csv") if row[2] == 5]
-    assert figures(folder / "data.csv") == expected
-
-
-def processes_in(session):
-    """The pids of the processes in the process session `session`."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[3]) == session:
-                found.append(int(pid))
-        except (OSError, IndexError):
-            continue
-    return found
-
-
-def trainers_in(session):
-    return [pid for pid in processes_in(session) if b"train.py" in open(f"/proc/{pid}/cmdline", "rb").read()]
-
-
-def test_a_killed_trainer_is_named_with_its_signal_and_no_process_outlives_a_killed_command(table, tmp_path):
-    folder = table_folder(tmp_path)
     process = command(folder, "iwae-k5", start_new_session=True)
     wait_for(lambda: trainers_in(process.pid))
     os.kill(trainers_in(process.pid)[0], signal.SIGKILL)  # as the out-of-memory killer would
     _, stderr = process.communicate(timeout=120)
-    log = folder / "runs" / "iwae-k5-batch150-eps1e-08" / "job.log"
     assert process.returncode == 1 and stderr.strip().splitlines()[-1] == (
-        f"error: iwae-k5, seed 1337: train.py failed training stage 0: killed by SIGKILL (as the out-of-memory killer "
+        f"error: iwae-k5, seed 1337: train.py failed training stage 1: killed by SIGKILL (as the out-of-memory killer "
         f"kills); see {log}"), stderr
     process = command(folder, "iwae-k5", start_new_session=True)
     wait_for(lambda: trainers_in(process.pid))
@@ -197,6 +184,11 @@ def test_a_killed_trainer_is_named_with_its_signal_and_no_process_outlives_a_kil
     process.communicate(timeout=60)
     wait_for(lambda: not processes_in(process.pid), seconds=8)  # where orphans would train and evaluate on
     assert not processes_in(process.pid)
+    assert [row["stage"] for row in results.read(folder / "data.csv")] == [0]
+    rerun = command(folder, "iwae-k5")
+    assert rerun.returncode == 0, rerun.stderr
+    expected = [row for row in figures(table[0] / "data.csv") if row[2] == 5]
+    assert figures(folder / "data.csv") == expected
 
 
 def test_a_job_that_fails_for_a_full_disk_says_so_in_the_command_s_line(tmp_path):
