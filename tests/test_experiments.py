@@ -142,7 +142,7 @@ def test_rerunning_the_command_costs_nothing_and_records_nothing_twice(table):
 def wait_for(condition, seconds=120):
     deadline = time.monotonic() + seconds
     while not condition() and time.monotonic() < deadline:
-        time.sleep(0.1)
+        time.sleep(0.02)
 
 
 def processes_in(session, running=""):
@@ -172,8 +172,10 @@ def test_a_run_stopped_its_trainer_killed_then_itself_killed_and_rerun_records_e
     assert process.returncode == 130 and stderr.strip().splitlines()[-1].startswith("stopped: "), stderr
     assert "Traceback" not in stderr
     process = command(folder, "iwae-k5", start_new_session=True)
-    wait_for(lambda: trainers_in(process.pid))
-    os.kill(trainers_in(process.pid)[0], signal.SIGKILL)  # as the out-of-memory killer would
+    wait_for(lambda: trainers_in(process.pid) or process.poll() is not None)
+    trainer = trainers_in(process.pid)
+    assert trainer, f"no trainer ran: {process.communicate()}, {log.read_text()[-2000:]}"
+    os.kill(trainer[0], signal.SIGKILL)  # as the out-of-memory killer would
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 1 and stderr.strip().splitlines()[-1] == (
         f"error: iwae-k5, seed 1337: train.py failed training stage 1: killed by SIGKILL (as the out-of-memory killer "
