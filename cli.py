@@ -5,10 +5,13 @@ Every script imports this module before its other imports: importing it calls ca
 SIGTERM while torch loads is one line too.
 """
 import contextlib
+import ctypes
 import os
 import signal
 import sys
 
+STOP_WITH_PARENT = "STOP_WITH_PARENT"  # a parent's pid: the table's command and jobs set it for what they start
+PR_SET_PDEATHSIG = 1  # Linux's prctl option: the signal a process gets when its parent ends
 INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C (128 + SIGINT); also after SIGTERM or a closed pipe
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 
@@ -34,9 +37,17 @@ def _one_line_on_interrupt(kind, value, traceback):
 
 def catch_interrupts():
     """SIGTERM (a scheduler's stop, `kill`) stops a run the way Ctrl-C does, and an interruption that reaches the
-    top level outside run() (e.g. while torch imports) is one line, not a traceback."""
+    top level outside run() (e.g. while torch imports) is one line, not a traceback. A process whose parent put its
+    pid in STOP_WITH_PARENT gets that SIGTERM when the parent ends, however it ends (Linux): nothing the table's
+    command starts outlives it."""
     signal.signal(signal.SIGTERM, _interrupt)
     sys.excepthook = _one_line_on_interrupt
+    parent = os.environ.get(STOP_WITH_PARENT)
+    prctl = getattr(ctypes.CDLL(None), "prctl", None) if parent else None
+    if prctl is not None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if str(os.getppid()) != parent:  # it ended before this process could hear of it
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 @contextlib.contextmanager

@@ -258,8 +258,9 @@ def run_local(specs, at_a_time, progress):
         with lock:
             if stopping.is_set():
                 return None
-            argv = [sys.executable, "-m", "experiments.job", json.dumps({**spec, "parent": os.getpid()})]
-            process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            process = subprocess.Popen([sys.executable, "-m", "experiments.job", json.dumps(spec)], cwd=ROOT,
+                                       env={**os.environ, cli.STOP_WITH_PARENT: str(os.getpid())},
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             running.append(process)
         said = process.communicate()[1].strip().splitlines()
         if process.returncode == 0:

@@ -6,7 +6,6 @@ experiments/burda2015.py builds a job's spec and runs it here, as a process of t
 job continues: train.py resumes from its last epoch, a stage's copy and its metrics are whole or absent, and a stage
 already recorded is not recorded again.
 """
-import ctypes
 import json
 import os
 import signal
@@ -25,7 +24,6 @@ from files import LockHeld, atomic_path, exclusive_lock
 
 ROOT = results.ROOT
 LOG = "job.log"  # each job's log, in its run folder
-PR_SET_PDEATHSIG = 1  # Linux's prctl option: the signal a process gets when its parent ends
 
 
 def epochs_through(stage, epochs_per_stage):
@@ -93,14 +91,6 @@ def _run(spec, folder, log):
                   flush=True)
 
 
-def die_with_parent():
-    """This process gets SIGTERM (which stops a script as Ctrl-C does) when the process that started it ends, however
-    it ends, a kill -9 included: no trainer outlives its job, nor a job its command (Linux's PR_SET_PDEATHSIG)."""
-    prctl = getattr(ctypes.CDLL(None), "prctl", None)  # Linux only: elsewhere a job can outlive its command
-    if prctl is not None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 def ended(code):
     """A process's exit code in words: "exit 1", "killed by SIGKILL (as the out-of-memory killer kills)"."""
     if code >= 0:
@@ -113,8 +103,8 @@ def _call(argv, log, environment, doing):
     """Run one of the project's scripts with its output in the job's log; a failure is one line with its cause (the
     script's own error line, or the signal that killed it), the step and the log."""
     print(f"$ {' '.join(map(str, argv))}", file=log, flush=True)
-    process = subprocess.Popen([sys.executable, *map(str, argv)], cwd=ROOT, env=environment, stdout=log,
-                               stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+    process = subprocess.Popen([sys.executable, *map(str, argv)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                               env={**environment, cli.STOP_WITH_PARENT: str(os.getpid())})
     try:
         code = process.wait()
     except KeyboardInterrupt:  # stopped: the script stops the same way, keeping each finished epoch
@@ -137,11 +127,7 @@ class SlurmJob(submitit.helpers.Checkpointable):
 
 def main():
     cli.catch_interrupts()  # SIGTERM, from the command that started this job, stops it as Ctrl-C does
-    die_with_parent()
-    spec = json.loads(sys.argv[1])
-    if os.getppid() != spec["parent"]:  # the command ended before this job could hear of it
-        raise cli.Stopped("the command that started this job has ended")
-    run(spec)
+    run(json.loads(sys.argv[1]))
 
 
 if __name__ == "__main__":

@@ -166,11 +166,11 @@ def test_a_run_stopped_its_trainer_killed_then_itself_killed_and_rerun_records_e
     folder = table_folder(tmp_path)
     log = folder / "runs" / "iwae-k5-batch150-eps1e-08" / "job.log"
     process = command(folder, "iwae-k5", start_new_session=True)
-    wait_for(lambda: results.read(folder / "data.csv"))  # stopped after stage 0's row, while stage 1 trains
+    wait_for(lambda: results.read(folder / "data.csv") and trainers_in(process.pid))  # stopped while stage 1 trains
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130 and stderr.strip().splitlines()[-1].startswith("stopped: "), stderr
-    assert "Traceback" not in stderr
+    assert "Traceback" not in stderr and [row["stage"] for row in results.read(folder / "data.csv")] == [0]
     process = command(folder, "iwae-k5", start_new_session=True)
     wait_for(lambda: trainers_in(process.pid) or process.poll() is not None)
     trainer = trainers_in(process.pid)
