@@ -3,7 +3,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 
 import pytest
 import torch
@@ -32,51 +31,41 @@ def losses(history):
     return [(entry["train_loss"], entry["test_loss"], entry["test_kl"]) for entry in history]
 
 
-SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGKILL)
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The checkpoint of the run the interrupted ones are compared with."""
+    folder = tmp_path_factory.mktemp("straight")
+    write_idx(folder / "data" / "MNIST" / "raw")
+    straight = run_script("train.py", *TRAIN, "--epochs", EPOCHS, cwd=folder)
+    assert straight.returncode == 0, straight.stderr
+    return load(folder / "ckpts" / "mnist_vae.pt")
 
 
-def test_runs_stopped_mid_training_by_each_signal_resume_to_the_same_losses(tmp_path):
-    # The straight run and one run per signal at once, each signalled by its own thread as soon as it reports
-    # epoch 2; then the three resumed at once.
-    for name in ("straight", *(signum.name for signum in SIGNALS)):
-        write_idx(tmp_path / name / "data" / "MNIST" / "raw")
-    straight = start(ROOT / "train.py", *TRAIN, "--epochs", EPOCHS, cwd=tmp_path / "straight")
-    runs = {signum: start(ROOT / "train.py", *TRAIN, "--epochs", EPOCHS, cwd=tmp_path / signum.name)
-            for signum in SIGNALS}
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+def test_a_run_stopped_mid_training_resumes_to_the_same_losses(tmp_path, uninterrupted, signum):
+    write_idx(tmp_path / "data" / "MNIST" / "raw")
 
-    def stop(signum):
-        wait_for(runs[signum].stdout, "Epoch 2/")
-        runs[signum].send_signal(signum)
+    process = start(ROOT / "train.py", *TRAIN, "--epochs", EPOCHS, "--ckpt-dir", "split", cwd=tmp_path)
+    wait_for(process.stdout, "Epoch 2/")
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    held = len(load(tmp_path / "split" / "mnist_vae.pt")["history"])
+    assert 2 <= held < int(EPOCHS)
+    if signum == signal.SIGKILL:
+        assert process.returncode == -signal.SIGKILL
+    else:
+        assert process.returncode == cli.INTERRUPTED
+        assert stderr.startswith("stopped: VAE ") and stderr.count("\n") == 1, stderr
+        assert f"split/mnist_vae.pt holds epochs 1-{held}; continue with --resume" in stderr
 
-    stoppers = [threading.Thread(target=stop, args=(signum,)) for signum in SIGNALS]
-    for stopper in stoppers:
-        stopper.start()
-    for stopper in stoppers:
-        stopper.join(timeout=120)
-    assert straight.wait(timeout=120) == 0, straight.stderr.read()
-    uninterrupted = load(tmp_path / "straight" / "ckpts" / "mnist_vae.pt")
-    held = {}
-    for signum, process in runs.items():
-        _, stderr = process.communicate(timeout=60)
-        held[signum] = len(load(tmp_path / signum.name / "ckpts" / "mnist_vae.pt")["history"])
-        assert 2 <= held[signum] < int(EPOCHS)
-        if signum == signal.SIGKILL:
-            assert process.returncode == -signal.SIGKILL
-        else:
-            assert process.returncode == cli.INTERRUPTED
-            assert stderr.startswith("stopped: VAE ") and stderr.count("\n") == 1, stderr
-            assert f"ckpts/mnist_vae.pt holds epochs 1-{held[signum]}; continue with --resume" in stderr
-    resumed = {signum: start(ROOT / "train.py", *TRAIN, "--epochs", EPOCHS, "--resume", cwd=tmp_path / signum.name)
-               for signum in SIGNALS}
-    for signum, process in resumed.items():
-        stdout, stderr = process.communicate(timeout=120)
-        assert process.returncode == 0, stderr
-        assert f"resuming after epoch {held[signum]}" in stdout
-        result = load(tmp_path / signum.name / "ckpts" / "mnist_vae.pt")
-        assert losses(result["history"]) == losses(uninterrupted["history"]), signum.name
-        for key, weight in uninterrupted["weights"].items():
-            assert torch.equal(weight, result["weights"][key]), key
-        assert not list((tmp_path / signum.name / "ckpts").glob(".*tmp*"))  # a killed save's temporary is cleared
+    resumed = run_script("train.py", *TRAIN, "--epochs", EPOCHS, "--ckpt-dir", "split", "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming after epoch {held}" in resumed.stdout
+    result = load(tmp_path / "split" / "mnist_vae.pt")
+    assert losses(result["history"]) == losses(uninterrupted["history"])
+    for key, weight in uninterrupted["weights"].items():
+        assert torch.equal(weight, result["weights"][key]), key
+    assert not list((tmp_path / "split").glob(".*tmp*"))  # a killed save's temporary is cleared on the next save
 
 
 def test_ctrl_c_while_torch_imports_is_one_line(tmp_path):
