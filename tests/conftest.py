@@ -9,6 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
+# One thread per process, this one and every script a test starts: the data are tiny, and the early-started commands
+# (START_EARLY) run on the second core.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the project's modules, under `pytest tests` as under `python -m pytest tests`
 
