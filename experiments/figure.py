@@ -11,7 +11,7 @@ FIGURE = ROOT / "plots" / "readme" / "burda2015_table1.png"
 def figure(rows, path=FIGURE):
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(12, 5.6))
+    fig = Figure(figsize=(12, 6.2))
     for ax, layers in zip(fig.subplots(1, 2, sharey=True), (1, 2)):
         positions = range(len(TABLE1))
         for source, marker, colour in ((PAPER, "_", "black"), (NBIP, "x", "grey")):
@@ -39,7 +39,7 @@ def figure(rows, path=FIGURE):
         ax.set(ylabel="−log p(x), nats (k = 5000)", title=f"{'one' if layers == 1 else 'two'} stochastic layer"
                                                           f"{'s' if layers == 2 else ''}")
         ax.grid(alpha=0.3, axis="y")
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
