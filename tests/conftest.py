@@ -27,17 +27,20 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session", autouse=True)
 def started_early(request, tmp_path_factory):
-    """Each long end-to-end command a selected test module names in START_EARLY ({name: start(tmp_path_factory)},
-    start returning (folder, process in a session of its own) or None), started before the first test: it runs on
-    a second core beside the rest of the suite, and the tests that read it wait for it. Whatever is still running
-    when the suite ends is killed with everything it started."""
+    """Each long end-to-end run a selected test module names in START_EARLY ({name: start(tmp_path_factory, the
+    runs started before it)}, start returning a tuple or None), started before the first test: it runs on the
+    second core beside the rest of the suite, and the tests that read it wait for it. Whatever process is still
+    running when the suite ends is killed with everything it started."""
     modules = {item.module for item in request.session.items if hasattr(item.module, "START_EARLY")}
-    started = {name: start(tmp_path_factory) for module in modules for name, start in module.START_EARLY.items()}
+    started = {}
+    for module in modules:
+        for name, start in module.START_EARLY.items():
+            started[name] = start(tmp_path_factory, started)
     yield started
-    for _, process in filter(None, started.values()):
-        if process.poll() is None:
-            os.killpg(process.pid, 9)
-            process.communicate()
+    for item in (item for entry in started.values() for item in entry or ()):
+        if isinstance(item, subprocess.Popen) and item.poll() is None:
+            os.killpg(item.pid, 9)
+            item.communicate()
 
 
 def write_idx(folder, train_count=TRAIN_COUNT, test_count=TEST_COUNT, gz=False, seed=0):

@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def finished(process):
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
-def start_table(tmp_path_factory):
+def start_table(tmp_path_factory, started):
     """The command on two rows, uninterrupted: (its folder, its process)."""
     folder = table_folder(tmp_path_factory.mktemp("table"))
     return folder, command(folder, *ROWS, start_new_session=True)
@@ -83,7 +84,7 @@ def slurm_is_running():
     return None
 
 
-def start_slurm(tmp_path_factory):
+def start_slurm(tmp_path_factory, started):
     """The command on one row and stage through Slurm: (its folder, its process), or None without a Slurm."""
     if slurm_is_running() is not None:
         return None
@@ -92,7 +93,6 @@ def start_slurm(tmp_path_factory):
                            start_new_session=True)
 
 
-START_EARLY = {"table": start_table, "slurm": start_slurm}
 
 
 @pytest.fixture(scope="module")
@@ -162,8 +162,10 @@ def trainers_in(session):
     return processes_in(session, "train.py")
 
 
-def test_a_run_stopped_its_trainer_killed_then_itself_killed_and_rerun_records_each_row_once(table, tmp_path):
-    folder = table_folder(tmp_path)
+def stopped_killed_rerun(folder, table_process):
+    """On one row, once the table's own run is done: the command stopped by SIGTERM while stage 1 trains, its trainer
+    killed, the command itself killed, then rerun to the end."""
+    table_process.wait(timeout=600)  # then the second core is this one's
     log = folder / "runs" / "iwae-k5-batch150-eps1e-08" / "job.log"
     process = command(folder, "iwae-k5", start_new_session=True)
     wait_for(lambda: results.read(folder / "data.csv") and trainers_in(process.pid))  # stopped while stage 1 trains
@@ -189,6 +191,42 @@ def test_a_run_stopped_its_trainer_killed_then_itself_killed_and_rerun_records_e
     assert [row["stage"] for row in results.read(folder / "data.csv")] == [0]
     rerun = command(folder, "iwae-k5")
     assert rerun.returncode == 0, rerun.stderr
+
+
+class Background(threading.Thread):
+    """A scenario run on a thread of its own; result() waits for it and raises what it raised."""
+
+    def __init__(self, scenario, *args):
+        super().__init__(target=self._run, args=(scenario, *args), daemon=True)
+        self.error = None
+
+    def _run(self, scenario, *args):
+        try:
+            scenario(*args)
+        except BaseException as error:  # re-raised by result(), in the test
+            self.error = error
+
+    def result(self):
+        self.join(timeout=900)
+        if self.is_alive():
+            raise AssertionError("the scenario did not finish in 15 minutes")
+        if self.error is not None:
+            raise self.error
+
+
+def start_stops(tmp_path_factory, started):
+    folder = table_folder(tmp_path_factory.mktemp("stops"))
+    background = Background(stopped_killed_rerun, folder, started["table"][1])
+    background.start()
+    return folder, background
+
+
+START_EARLY = {"table": start_table, "slurm": start_slurm, "stops": start_stops}
+
+
+def test_a_run_stopped_its_trainer_killed_then_itself_killed_and_rerun_records_each_row_once(table, started_early):
+    folder, background = started_early["stops"]
+    background.result()
     expected = [row for row in figures(table[0] / "data.csv") if row[2] == 5]
     assert figures(folder / "data.csv") == expected
 
