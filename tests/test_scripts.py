@@ -1,6 +1,5 @@
 """train.py -> test.py -> visualize.py end to end, as subprocesses on tiny generated data, as a user runs them."""
 import json
-import sys
 
 import imageio.v3 as iio
 import pytest
