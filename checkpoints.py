@@ -1,13 +1,8 @@
-"""The checkpoint format, in one place: where a checkpoint lives, what it holds, how it is written, read and checked.
+"""The checkpoint: where it lives, what it holds, how it is written, read and checked.
 
-A checkpoint is a dict of tensors and plain data, so torch.load(weights_only=True) reads it and it cannot run code:
-    model       "ae" | "vae"
-    model_args  the model's arguments (config.MODEL_ARGS): the model is rebuilt from the file alone
-    config      the run's full config
-    weights     the model's state_dict
-    optimizer   Adam's state_dict            } what --resume needs to continue
-    rng         the random-number state      } exactly where the run stopped
-    history     one dict per epoch: epoch, train_loss, test_loss, test_recon, test_kl, seconds
+A dict of tensors and plain data, so torch.load(weights_only=True) reads it and it cannot run code: model ("ae" |
+"vae"), model_args (config.MODEL_ARGS: the model is rebuilt from the file alone), config, weights, and for --resume
+optimizer (Adam's state), rng (the random state) and history (one dict per epoch).
 """
 import contextlib
 import inspect
@@ -109,11 +104,7 @@ def expected_size(name, args, epochs):
 
 @contextlib.contextmanager
 def training_lock(cfg, name):
-    """Hold the checkpoint of model `name` for one training run: a second run on it is refused, naming the holder.
-
-    An advisory lock on a file beside the checkpoint; the operating system drops it when the holder exits or is
-    killed, so a stopped run never leaves a lock behind. Reading a checkpoint (test.py, visualize.py) takes none.
-    """
+    """Hold the checkpoint of model `name` for one training run (files.exclusive_lock): a second is refused."""
     file = path(cfg, name)
     try:
         with exclusive_lock(file.with_name(f".{file.name}.lock")):
@@ -133,8 +124,8 @@ def epochs_in(cfg, name):
 
 
 def restore_training(checkpoint, optimizer, cfg, device):
-    """Adam's state and the random state save() stored, so a resumed run draws and steps as the uninterrupted one
-    would have; the learning rate, epsilon and beta1 are the resumed run's own."""
+    """Adam's and the random state as save() stored them, so a resumed run steps as the uninterrupted one would;
+    the learning rate, epsilon and beta1 are the resumed run's own."""
     optimizer.load_state_dict(checkpoint["optimizer"])
     for group in optimizer.param_groups:
         group.update(lr=cfg.learning_rate, eps=cfg.adam_eps, betas=(cfg.adam_beta1, group["betas"][1]))
@@ -144,9 +135,7 @@ def restore_training(checkpoint, optimizer, cfg, device):
 
 
 def load(cfg, name, overrides, device, needs=()):
-    """Model `name` rebuilt from what its checkpoint stores (Loaded); `needs` names the parts beyond REQUIRED that
-    the caller reads (e.g. "history"). Anything unusable is a one-line UserError.
-    """
+    """Model `name` rebuilt from its checkpoint (Loaded); `needs`: the parts beyond REQUIRED the caller reads."""
     file = path(cfg, name)
     if not file.is_file():
         raise UserError(f"no checkpoint at {file}: run `python train.py --model {name} --dataset {cfg.dataset}` first")
@@ -155,8 +144,11 @@ def load(cfg, name, overrides, device, needs=()):
         checkpoint["model_args"] = {**ADDED_LATER, **checkpoint["model_args"]}
     _refuse(file, _problem(checkpoint, name, cfg.dataset, REQUIRED + tuple(needs)))
     model = build(name, checkpoint["model_args"])
-    _refuse(file, _mismatch(model.state_dict(), checkpoint["weights"]))
-    model.load_state_dict(checkpoint["weights"])
+    try:
+        model.load_state_dict(checkpoint["weights"])
+    except RuntimeError as error:  # torch names the missing, unexpected and misshapen weights, a line each
+        torch_lines = str(error).splitlines()[1:]
+        _refuse(file, "its weights do not fit its model_args: " + "; ".join(line.strip(" \t.") for line in torch_lines))
     cfg = config.merge({**checkpoint["config"], **checkpoint["model_args"]}, overrides)
     return Loaded(model.to(device), checkpoint, cfg)
 
@@ -179,8 +171,7 @@ def resume(cfg, name, overrides, device):
 
 
 def read_data(file):
-    """What torch.save wrote to `file`, read as tensors and plain data only (torch.load's weights_only=True): a file
-    that would call code when unpickled is refused by torch before it runs, and named here in one line."""
+    """`file` read as tensors and plain data only: torch refuses a file that would call code, and this names it."""
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as error:
@@ -226,17 +217,4 @@ def _problem(checkpoint, name, dataset, needs):
         return "its config or history is malformed"
     if checkpoint["config"].get("dataset") != dataset:  # a renamed or copied file
         return f"it was trained on {checkpoint['config'].get('dataset')}, not on {dataset} as its name says"
-    return None
-
-
-def _mismatch(expected, weights):
-    """How stored weights differ in names or shapes from the state_dict their model_args build; None if they fit."""
-    expected = {key: tuple(value.shape) for key, value in expected.items()}
-    stored = {key: tuple(value.shape) for key, value in weights.items()}
-    if set(stored) != set(expected):
-        return (f"its weights are for other layers (missing: {', '.join(sorted(set(expected) - set(stored)))}; "
-                f"unexpected: {', '.join(sorted(set(stored) - set(expected)))})")
-    mismatched = [f"{key} is {stored[key]}, not {expected[key]}" for key in expected if stored[key] != expected[key]]
-    if mismatched:
-        return f"size mismatch for its model_args: {'; '.join(mismatched)}"
     return None

@@ -1,9 +1,5 @@
-"""Where a script meets its user: errors the user can fix, interruptions and closed pipes each become one line on
-stderr and a non-zero exit, and --device is turned into a torch device, or refused, before any work starts.
-
-Every script imports this module before its other imports: importing it calls catch_interrupts(), so a Ctrl-C or
-SIGTERM while torch loads is one line too.
-"""
+"""Where a script meets its user: fixable errors, interruptions and closed pipes are one line on stderr and a
+non-zero exit; --device is checked before any work. Imported first: a Ctrl-C while torch loads is one line too."""
 import contextlib
 import ctypes
 import os
@@ -36,10 +32,8 @@ def _one_line_on_interrupt(kind, value, traceback):
 
 
 def catch_interrupts():
-    """SIGTERM (a scheduler's stop, `kill`) stops a run the way Ctrl-C does, and an interruption that reaches the
-    top level outside run() (e.g. while torch imports) is one line, not a traceback. A process whose parent put its
-    pid in STOP_WITH_PARENT gets that SIGTERM when the parent ends, however it ends (Linux): nothing the table's
-    command starts outlives it."""
+    """SIGTERM stops a run as Ctrl-C does, and one outside run() (while torch imports) is one line. A process whose
+    parent put its pid in STOP_WITH_PARENT gets SIGTERM when the parent ends, however it ends (Linux)."""
     signal.signal(signal.SIGTERM, _interrupt)
     sys.excepthook = _one_line_on_interrupt
     parent = os.environ.get(STOP_WITH_PARENT)
@@ -52,11 +46,8 @@ def catch_interrupts():
 
 @contextlib.contextmanager
 def signals_held():
-    """Hold Ctrl-C and SIGTERM back while the block runs (a save and its bookkeeping); they arrive right after.
-
-    Python runs signal handlers in the main thread whichever thread the signal reached, so swapping the handlers
-    holds them for the whole process (a thread mask would not: torch's worker threads take signals too).
-    """
+    """Hold Ctrl-C and SIGTERM back while the block runs; they arrive right after. Python runs handlers in the main
+    thread whichever thread a signal reached, so swapping handlers holds them for torch's threads too."""
     held = []
     previous = {signum: signal.signal(signum, lambda signum, frame: held.append(signum))
                 for signum in (signal.SIGINT, signal.SIGTERM)}
@@ -95,13 +86,13 @@ def _quiet_stdout():
 
 
 def count_of(count, noun):
-    """A count with its noun in the number that follows it: count_of(1, "epoch") is "1 epoch", then "2 epochs"."""
+    """count_of(1, "epoch") is "1 epoch", count_of(2, "epoch") "2 epochs"."""
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def resolve_device(name, bf16=False):
-    """The torch device --device names, checked. On the CPU it also flushes denormal floats to zero
-    (speed.flush_denormals), and warns that --bf16 runs slower on a CPU without bfloat16 matrix instructions."""
+    """The torch device --device names, checked; on the CPU, denormals flushed and --bf16 without bfloat16 matrix
+    instructions warned of."""
     import torch  # here, not at the top: config.py and --help stay quick to import
 
     if name == "auto":
@@ -130,13 +121,10 @@ def resolve_device(name, bf16=False):
 
 
 def bf16_matrix_units(cpuinfo="/proc/cpuinfo"):
-    """The CPU's bfloat16 matrix instructions by their flags in `cpuinfo` (x86: amx_bf16, avx512_bf16; Arm: bf16),
-    [] where it lists none, None where it cannot be read (not Linux): --bf16 pays only where there are some
-    (docs/performance.md)."""
+    """The CPU's bfloat16 matrix instructions (x86: amx_bf16, avx512_bf16; Arm: bf16), None where unknown."""
     try:
         with open(cpuinfo) as lines:
-            flags = next((line.split(":", 1)[1].split() for line in lines
-                          if line.startswith(("flags", "Features"))), [])
+            flags = next((line.split() for line in lines if line.startswith(("flags", "Features"))), [])
     except OSError:
         return None
     return [flag for flag in ("amx_bf16", "avx512_bf16", "bf16") if flag in flags]

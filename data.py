@@ -1,13 +1,8 @@
-"""MNIST and Fashion-MNIST, decoded once into uint8 tensors that live on the training device.
+"""MNIST and Fashion-MNIST as uint8 tensors on the training device, batches cut by indexing (no per-sample work).
 
-torchvision reads (and, on a connected machine, downloads) the IDX files; batches are then cut by
-indexing with a random permutation, so no per-sample PIL -> ToTensor work runs inside the training loop.
-Offline, the gzipped IDX files are unpacked from <root>/<MNIST|FashionMNIST>/raw/ itself (put there by hand) or,
-for Fashion-MNIST, from Debian's package, whatever their checksum.
-
-Binarised data, the setting of the VAE likelihood literature (Burda et al. 2015): `dynamic` resamples every
-training pixel as Bernoulli(intensity) each time a batch is drawn and binarises the test set once, the same every
-run; `static` binarises both splits once. Neither is the fixed binarised-MNIST file of Larochelle & Murray (2011).
+torchvision reads or downloads the IDX files; offline, gzipped ones in <root>/<MNIST|FashionMNIST>/raw/ or Debian's
+Fashion-MNIST package are unpacked. Binarised (Burda et al. 2015): `dynamic` redraws each training pixel as
+Bernoulli(intensity) every batch and the test set once, the same every run; `static` binarises both splits once.
 """
 import contextlib
 import io
@@ -31,10 +26,8 @@ BINARIZE_SEEDS = {"train": 1, "test": 2}  # the fixed draws of a binarised split
 
 
 def load(name, root, device, binarize="none"):
-    """Both splits of a dataset: SimpleNamespace(train_images, train_labels, test_images, test_labels, classes,
-    resample). Images are uint8 (N, 28, 28) and labels int64 (N,), on `device`; binarised images hold 0 and 255.
-    resample is True for --binarize dynamic: batches(..., resample=True) draws the training pixels afresh.
-    """
+    """SimpleNamespace(train_images, train_labels, test_images, test_labels, classes, resample): images uint8
+    (N, 28, 28), 0 and 255 where binarised; labels int64 (N,); resample for --binarize dynamic."""
     dataset_class = DATASET_CLASSES[name]
     raw_folder = Path(root) / dataset_class.__name__ / "raw"
     if not _all_files_present(dataset_class, raw_folder):
@@ -78,8 +71,7 @@ def load(name, root, device, binarize="none"):
 
 
 def binarized(images, seed):
-    """uint8 images with each pixel drawn once as 255 with probability intensity / 255, else 0 (on the CPU, so the
-    draw is the same on any training device)."""
+    """Each pixel drawn once as 255 with probability intensity / 255, else 0, on the CPU: the same on any device."""
     generator = torch.Generator().manual_seed(seed)
     return torch.bernoulli(to_float(images.cpu()), generator=generator).mul_(255).to(torch.uint8)
 
@@ -145,8 +137,7 @@ def to_float(images):
 
 
 def batches(images, batch_size, shuffle, resample=False):
-    """Float image batches (B, 28, 28) in [0, 1], converted on the images' device one batch at a time;
-    with resample, each pixel is drawn afresh as 0 or 1 with its intensity as the probability (dynamic binarisation)."""
+    """Float batches (B, 28, 28) in [0, 1]; with resample, each pixel drawn afresh as 0 or 1 (dynamic binarisation)."""
     count = len(images)
     order = torch.randperm(count, device=images.device) if shuffle else None
     for start in range(0, count, batch_size):
@@ -158,9 +149,8 @@ def batches(images, batch_size, shuffle, resample=False):
 
 
 def bernoulli_pixels(images):
-    """uint8 images -> float 0/1 pixels, each 1 with probability intensity / 255 exactly: a uniform draw from
-    0 ... 254 falls below the intensity that often. Drawn as bytes, it costs a third of torch.bernoulli's time
-    on the CPU (torch.bernoulli draws a double per pixel and converts the float intensities first)."""
+    """uint8 images -> 0/1 floats, 1 with probability intensity / 255: a byte uniform on 0 ... 254 falls below the
+    intensity that often. A third of torch.bernoulli's time on the CPU (it draws a double per pixel)."""
     draws = torch.randint(255, images.shape, dtype=torch.uint8, device=images.device)
     return (draws < images).float()
 

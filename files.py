@@ -1,9 +1,5 @@
-"""Writing files so that each is whole or not there, a set of files is all new or all as it was, and both survive
-a crash of the machine; and one process at a time training a checkpoint.
-
-Checkpoints, figures, GIFs and metrics all go through here; a failure to write (a full disk, a folder that is a
-file) is one line naming the file and the cause, and the files the user had stay as they were.
-"""
+"""Files written whole or not at all, a set all new or all old, durable across a crash; and one lock per checkpoint.
+A failure to write is one line naming the file and the cause, and the user's files stay as they were."""
 import contextlib
 import errno
 import fcntl
@@ -15,8 +11,7 @@ from cli import UserError, signals_held
 
 
 def check_writable(folder, flag, needed=0):
-    """Create `folder` and write a file in it now, before the work whose results go there; refuse it if it has less
-    than `needed` bytes free."""
+    """Create `folder` and write in it now, before the work; refuse it if it has under `needed` bytes free."""
     folder = Path(folder)
     probe = folder / f".write-test.{os.getpid()}"
     try:
@@ -52,10 +47,8 @@ def sync(path):
 def atomic_paths(paths):
     """Yield a temporary path beside each of `paths`; together they replace `paths`, only if the block finishes.
 
-    The renames run with Ctrl-C and SIGTERM held back, so an interruption leaves the whole old set or the whole
-    new one; a temporary left by a killed process is removed the next time its file is written. Each temporary is
-    synced before its rename and each folder after them, as durable stores do (SQLite, PostgreSQL): a crash or power
-    loss of the machine then leaves the old file or the new one, never an empty or partial file under its name.
+    The renames run with Ctrl-C and SIGTERM held back. Temporaries are synced before their rename and folders after,
+    as SQLite and PostgreSQL do: a crash of the machine leaves the old file or the new, never a partial one.
     """
     paths = [Path(path) for path in paths]
     # The temporaries keep the suffix: matplotlib and imageio pick the format from it.
@@ -92,8 +85,7 @@ def atomic_path(path):
 
 
 def _failed_file(error, temporaries, paths):
-    """The file a failed write was writing. An error raised through an open file (a full disk mid-write) names no
-    file: the block writes its temporaries one after another, so it is the one written last."""
+    """The file a failed write was writing; an error from an open file names none: then the last one written."""
     by_temporary = dict(zip(map(str, temporaries), paths))
     if error.filename is not None:
         return by_temporary.get(error.filename, error.filename)
@@ -111,13 +103,10 @@ class LockHeld(Exception):
 
 @contextlib.contextmanager
 def exclusive_lock(path, wait=False):
-    """Hold an advisory lock on the file `path` (created if need be) for the block, or raise LockHeld at once (with
-    `wait`, block until its holder lets go).
+    """Hold an advisory lock on `path` for the block, or raise LockHeld at once (with `wait`, wait for it).
 
-    The operating system releases the lock when its holder exits or is killed, so a lock is never left stale; the
-    file stays, holding the last holder's process id. An empty file locks as well as a full one: on a disk too full
-    for the id the lock is still held, without a name for a second run to give, and the caller's room check says
-    what is short.
+    The operating system drops it when its holder exits or is killed, so none is left stale. The file holds the
+    holder's pid; on a disk too full for the pid the lock is held all the same.
     """
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:

@@ -1,8 +1,6 @@
-"""The VAE of the likelihood literature, built on model.py's: k samples of z per image, the k-sample ELBO or the
-importance-weighted bound of Burda, Grosse & Salakhutdinov (2015) with its encoder gradients (standard, DReG of
-Tucker et al. 2018, STL of Roeder et al. 2017), the log weights every bound and measurement draws from, and the
-authors' initialisation. two_layers.py extends it with a second stochastic layer.
-"""
+"""The likelihood literature's VAE on model.py's: k samples of z, the k-sample ELBO or the importance-weighted bound
+(Burda, Grosse & Salakhutdinov 2015) with its encoder gradients (standard; DReG, Tucker et al. 2018; STL, Roeder et
+al. 2017), the log weights every bound and measurement draws from, and the authors' initialisation."""
 import math
 from typing import NamedTuple
 
@@ -24,11 +22,8 @@ class LogWeights(NamedTuple):
 
 
 def sampled_kl(noise, z, logvar):
-    """log q(z|x) - log p(z) at each sample z = mu + std * noise: noise, z (B, k, latent), logvar (B, latent) -> (B, k).
-
-    A one-sample estimate of gaussian_kl (its mean over z ~ q). With the noise held fixed this is also the
-    estimate's reparameterised gradient: d/dz and d/dlogvar of the same formula.
-    """
+    """log q(z|x) - log p(z) at each z = mu + std * noise: noise, z (B, k, latent), logvar (B, latent) -> (B, k);
+    a one-sample estimate of gaussian_kl, and with the noise held, its reparameterised gradient."""
     return 0.5 * (z.square() - noise.square()).sum(-1) - 0.5 * logvar.sum(-1, keepdim=True)
 
 
@@ -101,13 +96,9 @@ def network_parameters(model):
 
 
 def initialise(model, scheme, train_images):
-    """Re-draw a freshly built model's weights by `scheme` (--init); "torch" keeps nn.Linear's own.
-
-    glorot: every Linear's weight uniform on +-sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010), biases zero, as
-    in Burda et al.'s code and Keras. glorot-mean also sets the decoder's output bias to the logit of each pixel's
-    mean over `train_images` (uint8, (N, 28, 28)), so the untrained decoder already draws the average image; the
-    mean is kept within [0.001, 0.999], where the logit is finite.
-    """
+    """Re-draw a new model's weights by `scheme` (--init); "torch" keeps nn.Linear's own. glorot: weights uniform on
+    +-sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010), biases zero, as Burda et al.'s code; glorot-mean also sets
+    the output bias to the logit of each pixel's mean (within [0.001, 0.999]): the untrained decoder draws the mean."""
     if scheme == "torch":
         return
     with torch.no_grad():
