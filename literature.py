@@ -36,6 +36,11 @@ def reweighted(log_weights, *samples):
             sample.register_hook(lambda grad: grad * normalised)
 
 
+def negative_iwae_bound(log_weights):
+    """-log (1/k) sum_i w_i of each image, (B, k) -> (B,) (Burda et al. 2015, eq. 8)."""
+    return math.log(log_weights.shape[-1]) - torch.logsumexp(log_weights, -1)
+
+
 class KSampleVAE(VariationalAutoEncoder):
     """The VAE trained on `objective` over k samples of z per image: "elbo", the negative ELBO with its reconstruction
     averaged over the k samples and the KL in closed form (k = 1 is model.py's VAE, step for step), or "iwae",
@@ -73,7 +78,7 @@ class KSampleVAE(VariationalAutoEncoder):
         """(loss, recon, kl): the objective over self.k samples, the reconstruction averaged over them and the KL."""
         weights = self.log_weights(x, self.k, self.estimator)
         if self.objective == "iwae":
-            per_image = math.log(self.k) - torch.logsumexp(weights.latent - weights.recon, 1)
+            per_image = negative_iwae_bound(weights.latent - weights.recon)
         else:
             per_image = weights.recon.mean(1) + self.beta * weights.kl
         return per_image.mean() / PIXELS, weights.recon.mean(1), weights.kl

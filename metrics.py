@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 import data
 import units
+from literature import negative_iwae_bound
 from loop import EVAL_BATCH_SIZE, evaluate
 from model import PIXELS, squared_error
 from speed import binary_cross_entropy
@@ -77,7 +78,7 @@ def importance_weighted_nll(model, images, samples, samples_per_chunk=SAMPLES_PE
             for start in range(0, samples, samples_per_step):
                 weights = model.log_weights(x, min(samples_per_step, samples - start))
                 log_weights.append(weights.latent - reconstruction_nll(model, weights.recon))  # (B, samples_per_step)
-            bounds.append(math.log(samples) - torch.logsumexp(torch.cat(log_weights, 1), 1))
+            bounds.append(negative_iwae_bound(torch.cat(log_weights, 1)))  # (B,)
             progress.update(len(x))
     return torch.cat(bounds)
 

@@ -30,20 +30,19 @@ import speed
 from cli import UserError
 from experiments import pages, results, snr_data
 from files import atomic_path
-from literature import network_parameters
-from model import PIXELS
+from literature import HELD_IN_LOG_Q, LogWeights, negative_iwae_bound, network_parameters, reweighted
+from model import PIXELS, reparameterise
 
 ESTIMATORS = ("standard", "stl", "dreg")
 DEFAULTS = {"ks": [1, 5, 10, 50, 100, 500, 1000], "estimators": list(ESTIMATORS), "draws": 100, "images": 20,
-            "groups": 10, "seed": 1}
+            "groups": 10, "seed": 1, "control": None}
 # Bytes a sample of z costs in one draw's forward and backward pass, per pixel and per hidden unit: a bound for the
 # refusal of a grid that cannot fit, generous on purpose.
 BYTES_PER_PIXEL, BYTES_PER_UNIT = 24, 32
 
 
 class Moments:
-    """Running sums of draws of a vector and of their squares, in float64, draw i in group i % groups: enough for
-    each entry's mean and standard deviation over the draws, with the groups left out one at a time (jackknife)."""
+    """Running sums of draws of a vector and of their squares, in float64, draw i in group i % groups."""
 
     def __init__(self, size, groups):
         self.sums = torch.zeros(groups, 2, size, dtype=torch.float64)  # (group, [sum, sum of squares], entry)
@@ -56,46 +55,90 @@ class Moments:
         self.sums[group, 1] += draw.square()
         self.counts[group] += 1
 
-    def snr(self):
-        """(the mean over entries of |mean| / sd, its jackknife standard error, the entries it averages): entries
-        whose draws never vary (sd 0) are left out."""
-        total, count = self.sums.sum(0), sum(self.counts)
-        value, entries = mean_snr(total[0], total[1], count)
-        left_out = [mean_snr(*(total - self.sums[group]), count - self.counts[group])[0]
-                    for group in range(len(self.counts))]
-        spread = sum((figure - sum(left_out) / len(left_out)) ** 2 for figure in left_out)
-        return value, math.sqrt((len(left_out) - 1) / len(left_out) * spread), entries
+    def varying(self):
+        """How many entries vary over the draws: those the mean SNR averages."""
+        total = self.sums.sum(0)
+        return int((total[1] - total[0].square() / sum(self.counts) > 0).sum())
+
+    def figures(self):
+        """{figure: (its value over all draws, its standard error)} for gradient_figures' figures, the error from
+        their spread over the independent groups of draws (sd / sqrt(groups))."""
+        total = gradient_figures(*self.sums.sum(0), sum(self.counts))
+        by_group = [gradient_figures(*sums, count) for sums, count in zip(self.sums, self.counts)]
+        return {name: (value, torch.tensor([figures[name] for figures in by_group]).std().item() / math.sqrt(len(by_group)))
+                for name, value in total.items()}
 
 
-def mean_snr(sums, squares, count):
-    """(the mean over entries of |mean| / sd, the entries with sd > 0) from the sums of `count` draws and of their
-    squares; sd with Bessel's correction."""
+def gradient_figures(sums, squares, count):
+    """From the sums of `count` draws of a gradient g and of their squares (each entry's sd with Bessel's correction):
+    snr, Rainforth et al.'s summary, the mean over entries of |mean| / sd (entries that never vary left out); noise,
+    sqrt(tr Cov g); signal, |E g|, from |mean|^2 less its noise share tr Cov g / count (unbiased before the root);
+    vector_snr, signal / noise, which has no floor where snr reads about 0.8 / sqrt(count) for a gradient of mean 0."""
     mean = sums / count
-    deviation = ((squares - sums * mean) / (count - 1)).clamp_min(0).sqrt()
-    varies = deviation > 0
-    return (mean.abs()[varies] / deviation[varies]).mean().item(), int(varies.sum())
+    variance = ((squares - sums * mean) / (count - 1)).clamp_min(0)
+    varies = variance > 0
+    signal, noise = (mean.square().sum() - variance.sum() / count).clamp_min(0).sqrt(), variance.sum().sqrt()
+    return {"snr": (mean.abs()[varies] / variance[varies].sqrt()).mean().item(), "vector_snr": (signal / noise).item(),
+            "signal": signal.item(), "noise": noise.item()}
 
 
 def measure(model, images, k, estimator, draws, groups, seed, progress=None):
-    """{network: Moments} of `draws` gradients of the IWAE loss with k samples under `estimator` on `images`."""
-    model.objective, model.k, model.estimator = "iwae", k, estimator
+    """({network: Moments}, the mean effective sample size / k) of `draws` gradients of the negative IWAE bound per
+    image with k samples under `estimator` on `images`; ESS = 1 / sum_i w~_i^2 of the normalised weights."""
     networks = network_parameters(model)
     moments = {name: Moments(sum(p.numel() for p in parameters), groups) for name, parameters in networks.items()}
     torch.manual_seed(seed)  # every estimator at this k draws the same samples of z
+    ess = 0.0
     for _ in range(draws):
         model.zero_grad(set_to_none=True)
-        model(images)[0].backward()
+        weights = model.log_weights(images, k, estimator)
+        log_weights = weights.latent - weights.recon  # (B, k)
+        negative_iwae_bound(log_weights).mean().backward()
+        ess += (1 / torch.softmax(log_weights.detach(), -1).square().sum(-1)).mean().item() / k
         for name, parameters in networks.items():
             moments[name].add(torch.cat([parameter.grad.flatten() for parameter in parameters]))
         if progress is not None:
             progress.update(k)
-    return moments
+    return moments, ess / draws
+
+
+class LinearGaussian(torch.nn.Module):
+    """The positive control, where the answer is known (Rainforth et al. 2018, Section 4): p(z) = N(prior_mean, I),
+    p(x|z) = N(z, I) and q(z|x) = N(encoder(x), 2/3 I) in 20 dimensions, x drawn from the model. The posterior is
+    N((prior_mean + x) / 2, I / 2); the parameters sit at the bound's optimum (encoder weight I/2, bias the true
+    mean / 2) nudged by N(0, nudge^2), so the gradients' means are small but not zero."""
+
+    def __init__(self, nudge, images, seed, dims=20):
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        truth = torch.randn(dims, generator=generator)
+        self.images = truth + math.sqrt(2) * torch.randn(images, dims, generator=generator)  # x ~ p(x) = N(truth, 2I)
+        self.encoder = torch.nn.Linear(dims, dims)
+        self.prior_mean = torch.nn.Parameter(truth + nudge * torch.randn(dims, generator=generator))
+        with torch.no_grad():
+            self.encoder.weight.copy_(torch.eye(dims) / 2 + nudge * torch.randn(dims, dims, generator=generator))
+            self.encoder.bias.copy_(truth / 2 + nudge * torch.randn(dims, generator=generator))
+
+    def log_weights(self, x, k, estimator="standard"):
+        """LogWeights as the VAEs' (literature.KSampleVAE.log_weights), the Gaussians' log 2 pi terms left out."""
+        mean = self.encoder(x)  # (B, dims)
+        logvar = torch.full_like(mean, math.log(2 / 3))
+        z, noise = reparameterise(mean, logvar, k)  # (B, k, dims) each
+        if estimator in HELD_IN_LOG_Q:  # q's mean held inside log q: (z - mu) / std with mu fixed
+            noise = (z - mean.detach()[:, None]) * math.sqrt(3 / 2)
+        recon = 0.5 * (x[:, None] - z).square().sum(-1)  # -log p(x|z), (B, k)
+        latent = 0.5 * (noise.square() - (z - self.prior_mean).square() + logvar[:, None]).sum(-1)  # log p(z) - log q
+        if estimator == "dreg":
+            reweighted(latent - recon, z)
+        return LogWeights(recon, latent, -latent.mean(1))
 
 
 def arguments():
     parser = argparse.ArgumentParser(prog="python -m experiments.snr", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("ckpt_dir", type=Path, help="the folder holding the VAE's checkpoint (mnist_vae.pt)")
+    parser.add_argument("ckpt_dir", type=Path, nargs="?", help="the folder holding the VAE's checkpoint (mnist_vae.pt)")
+    parser.add_argument("--control", type=float, metavar="NUDGE",
+                        help="measure the Gaussian positive control instead, its parameters this far from the optimum")
     parser.add_argument("--ks", type=int, nargs="+", default=DEFAULTS["ks"], metavar="K",
                         help="the k of the grid (default: %(default)s)")
     parser.add_argument("--estimators", nargs="+", choices=ESTIMATORS, default=DEFAULTS["estimators"],
@@ -118,8 +161,8 @@ def check(args, model):
     """Refuse, before any work, a grid that means nothing or cannot fit in memory."""
     if min(args.ks) < 1 or args.draws < 2 or args.images < 1 or args.seed < 0:
         raise UserError("--ks and --images must be at least 1, --draws at least 2 and --seed not negative")
-    if not 2 <= args.groups <= args.draws:
-        raise UserError(f"--groups must lie between 2 and --draws ({args.draws}), got {args.groups}")
+    if not 2 <= args.groups <= args.draws // 2:  # each group's own figures need two draws
+        raise UserError(f"--groups must lie between 2 and half of --draws ({args.draws}), got {args.groups}")
     units = sum(layer.out_features for layer in model.modules() if isinstance(layer, torch.nn.Linear))
     needed = max(args.ks) * args.images * (PIXELS * BYTES_PER_PIXEL + units * BYTES_PER_UNIT)
     available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -132,39 +175,52 @@ def command(args):
     """The command that measures exactly these rows: the folder and every setting that is not the default."""
     flags = [f"--{key.replace('_', '-')} {' '.join(map(str, value)) if isinstance(value, list) else value}"
              for key, value in vars(args).items() if key in DEFAULTS and value != DEFAULTS[key]]
-    return " ".join(["python -m experiments.snr", shlex.quote(str(args.ckpt_dir)), *flags])
+    folder = [shlex.quote(str(args.ckpt_dir))] if args.ckpt_dir else []
+    return " ".join(["python -m experiments.snr", *folder, *flags])
 
 
 def main(argv=None):
     args = arguments().parse_args(argv)
-    if not (args.ckpt_dir / "mnist_vae.pt").is_file():
-        raise UserError(f"no VAE checkpoint at {args.ckpt_dir / 'mnist_vae.pt'}: train one (python train.py --model "
-                        "vae, or python -m experiments.burda2015) and name its folder")
+    if args.control is None:
+        if args.ckpt_dir is None or not (args.ckpt_dir / "mnist_vae.pt").is_file():
+            raise UserError(f"no VAE checkpoint at {(args.ckpt_dir or Path()) / 'mnist_vae.pt'}: train one (python "
+                            "train.py --model vae, or python -m experiments.burda2015) and name its folder, or "
+                            "measure the Gaussian control with --control 0.01")
+    elif args.ckpt_dir is not None or not args.control > 0:
+        raise UserError("--control measures the Gaussian model alone: give it a positive nudge and no checkpoint folder")
     snr_data.read(args.results)  # damaged data is refused before the work
-    model, checkpoint, stored = checkpoints.load(SimpleNamespace(ckpt_dir=args.ckpt_dir, dataset="mnist"), "vae", {},
-                                                 torch.device("cpu"), needs=("history",))
-    check(args, model)
-    speed.flush_denormals()
-    dataset = data.load(stored.dataset, args.data_root, torch.device("cpu"), stored.binarize)
-    images = data.to_float(dataset.test_images[: args.images])  # (images, 28, 28)
-    trained = results.trained_row(checkpoint, stored, results.stage_of(args.ckpt_dir))
-    trained_by = results.command(trained) if trained["stage"] is not None else ""  # a stage of the table's runs
+    if args.control is None:
+        model, checkpoint, stored = checkpoints.load(SimpleNamespace(ckpt_dir=args.ckpt_dir, dataset="mnist"), "vae",
+                                                     {}, torch.device("cpu"), needs=("history",))
+        check(args, model)
+        speed.flush_denormals()
+        dataset = data.load(stored.dataset, args.data_root, torch.device("cpu"), stored.binarize)
+        images = data.to_float(dataset.test_images[: args.images])  # (images, 28, 28)
+        trained = results.trained_row(checkpoint, stored, results.stage_of(args.ckpt_dir))
+        name, trained_by = snr_data.checkpoint_name(trained), results.command(trained) if trained["stage"] is not None else ""
+        stage, epochs = trained["stage"], trained["epochs"]
+    else:
+        model = LinearGaussian(args.control, args.images, args.seed)
+        check(args, model)
+        images, name, trained_by, stage, epochs = model.images, snr_data.control_name(args.control), "", None, 0
     rows, grid = [], [(estimator, k) for estimator in args.estimators for k in sorted(set(args.ks))]
     with tqdm(total=sum(k for _, k in grid) * args.draws, unit="sample", unit_scale=True, desc="gradient draws",
               disable=None) as progress:
         for estimator, k in grid:
             progress.set_postfix_str(f"{estimator}, k = {k}")
-            for network, moments in measure(model, images, k, estimator, args.draws, args.groups, args.seed,
-                                            progress).items():
-                value, error, parameters = moments.snr()
-                rows.append({"checkpoint": snr_data.checkpoint_name(trained), "trained_by": trained_by,
-                             "stage": trained["stage"], "epochs": trained["epochs"], "estimator": estimator,
-                             "network": network, "k": k, "snr": value, "snr_se": error, "parameters": parameters,
+            moments, ess_per_k = measure(model, images, k, estimator, args.draws, args.groups, args.seed, progress)
+            for network, figures in ((network, moments.figures()) for network, moments in moments.items()):
+                rows.append({"checkpoint": name, "trained_by": trained_by, "stage": stage, "epochs": epochs,
+                             "estimator": estimator, "network": network, "k": k,
+                             **{key: figures[figure][index] for figure in snr_data.FIGURES
+                                for index, key in enumerate((figure, f"{figure}_se"))},
+                             "ess_per_k": ess_per_k, "parameters": moments[network].varying(),
                              "images": args.images, "draws": args.draws, "seed": args.seed,
                              "machine": results.this_machine(), "date": datetime.date.today().isoformat(),
                              "command": command(args)})
                 with progress.external_write_mode():  # a line per point above the bar, at once in a log too
-                    print(f"{estimator:>8}, k = {k:>4}, {network:>10} network: SNR {value:.4f} ± {error:.4f}",
+                    print(f"{estimator:>8}, k = {k:>4}, {network:>10} network: SNR {figures['snr'][0]:.4f}, signal "
+                          f"{figures['signal'][0]:.4g}, noise {figures['noise'][0]:.4g}, ESS/k {ess_per_k:.3f}",
                           flush=True)
     snr_data.replace(rows, args.results)
     if args.results.resolve() == snr_data.DATA.resolve():

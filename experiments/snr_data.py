@@ -11,16 +11,17 @@ from files import exclusive_lock
 
 DATA = ROOT / "results" / "snr.csv"
 FIGURE = ROOT / "plots" / "readme" / "snr.png"
-COLUMNS = ("checkpoint", "trained_by", "stage", "epochs", "estimator", "network", "k", "snr", "snr_se", "parameters",
-           "images", "draws", "seed", "machine", "date", "command")
-INTEGERS, FLOATS = ("stage", "epochs", "k", "parameters", "images", "draws", "seed"), ("snr", "snr_se")
+# Each figure of experiments.snr.gradient_figures with its standard error; rows measured before signal, noise and
+# the effective sample size were recorded leave them empty.
+FIGURES = ("snr", "vector_snr", "signal", "noise")
+COLUMNS = ("checkpoint", "trained_by", "stage", "epochs", "estimator", "network", "k", "snr", "snr_se", "vector_snr",
+           "vector_snr_se", "signal", "signal_se", "noise", "noise_se", "ess_per_k", "parameters", "images", "draws",
+           "seed", "machine", "date", "command")
+INTEGERS = ("stage", "epochs", "k", "parameters", "images", "draws", "seed")
+FLOATS = ("snr", "snr_se", "vector_snr", "vector_snr_se", "signal", "signal_se", "noise", "noise_se", "ess_per_k")
 NAMES = {"standard": "standard", "stl": "STL", "dreg": "DReG"}
-# What the papers say of each slope of log SNR against log k. The generative network's gradient is the same under
-# all three estimators (they differ in the encoder's only), so it has one line.
-PAPERS = {("standard", "inference"): "−1/2 for large k (Rainforth et al., Theorem 1)",
-          ("stl", "inference"): "not given (biased for k > 1: Tucker et al.)",
-          ("dreg", "inference"): "rises with k (Tucker et al.)",
-          ("standard", "generative"): "+1/2 for large k (Rainforth et al., Theorem 1)"}
+LINES = (("standard", "inference"), ("stl", "inference"), ("dreg", "inference"), ("standard", "generative"))
+DECADES = (1, 10, 100, 1000)  # the slopes are read decade by decade between these k of the grid
 TRAINED_K = 50  # the table's IWAE rows train with k = 50: the pages compare the estimators there
 
 
@@ -36,8 +37,12 @@ def replace(new_rows, path=DATA):
     measured = {row["checkpoint"] for row in new_rows}
     with exclusive_lock(path.with_name(f".{path.name}.lock"), wait=True):
         rows = [row for row in read(path) if row["checkpoint"] not in measured] + list(new_rows)
-        results.write([{**row, "snr": f"{row['snr']:.6g}", "snr_se": f"{row['snr_se']:.6g}"} for row in rows], path,
-                      COLUMNS, integers=INTEGERS, floats=FLOATS)
+        results.write([{**row, **{key: f"{row[key]:.6g}" for key in FLOATS if row[key] is not None}} for row in rows],
+                      path, COLUMNS, integers=INTEGERS, floats=FLOATS)
+
+
+def control_name(nudge):
+    return f"Gaussian control, nudge {nudge:g}"
 
 
 def checkpoint_name(trained):
@@ -46,90 +51,128 @@ def checkpoint_name(trained):
     return f"{row_name(trained)}, {setting_name(trained)}, {where}"
 
 
-def slope(points):
-    """(slope, its standard error) of the least-squares line through (log10 k, log10 SNR) for the (k, SNR) points;
-    the error from the residuals, so None for fewer than three points."""
-    xs, ys = zip(*((math.log10(k), math.log10(snr)) for k, snr in points))
-    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
-    spread = sum((x - mean_x) ** 2 for x in xs)
-    fitted = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / spread
-    if len(xs) < 3:
-        return fitted, None
-    residual = sum((y - mean_y - fitted * (x - mean_x)) ** 2 for x, y in zip(xs, ys)) / (len(xs) - 2)
-    return fitted, math.sqrt(residual / spread)
+def per_decade(series, figure):
+    """[(slope of log10 figure against log10 k over each decade of DECADES, its standard error) or None where the
+    grid lacks an end or the figure is 0 there]; the error takes the two ends as independent (they share the seed, so
+    it overstates)."""
+    at = {row["k"]: (row[figure], row[f"{figure}_se"]) for row in series}
+    slopes = []
+    for low, high in zip(DECADES, DECADES[1:]):
+        ends = [at.get(k, (None, None)) for k in (low, high)]
+        if any(value is None or value <= 0 for value, _ in ends):
+            slopes.append(None)
+            continue
+        (first, first_se), (last, last_se) = ends
+        slopes.append((math.log10(last / first) / math.log10(high / low),
+                       math.hypot(first_se / first, last_se / last) / math.log(10) / math.log10(high / low)))
+    return slopes
 
 
 def lines(rows):
-    """{checkpoint: {(estimator, network): [rows by k]}}, checkpoints by epochs, the generative network once."""
+    """{checkpoint: {(estimator, network): [rows by k]}}, the controls first, then by epochs; the generative
+    network once (its gradient is the same under every estimator)."""
     found = {}
-    for row in sorted(rows, key=lambda row: (row["epochs"], row["k"])):
+    for row in sorted(rows, key=lambda row: (row["epochs"], row["checkpoint"], row["k"])):
         if row["network"] == "inference" or row["estimator"] == "standard":
             found.setdefault(row["checkpoint"], {}).setdefault((row["estimator"], row["network"]), []).append(row)
     return found
 
 
-def _slope_text(series):
-    fitted, error = slope([(row["k"], row["snr"]) for row in series])
-    return f"{fitted:+.2f}".replace("-", "−") + (f" ± {error:.2f}" if error is not None else "")
+def _slope_text(slope):
+    return "–" if slope is None else f"{slope[0]:+.2f} ± {slope[1]:.2f}".replace("-", "−")
 
 
 def _line_name(estimator, network):
     return f"{network}, {NAMES[estimator]}" if network == "inference" else f"{network} (every estimator)"
 
 
-def _stage(series):
-    return f"stage {series[0]['stage']}" if series[0]["stage"] is not None else f"{series[0]['epochs']} epochs"
+def _short(checkpoint):
+    return checkpoint.split(", ")[-1] if checkpoint.startswith(("IWAE", "VAE")) else checkpoint
 
 
-def slopes(rows):
-    """The table of fitted slopes: a line per estimator and network, a column per checkpoint, the papers' beside."""
-    found = lines(rows)
-    header = [_stage(next(iter(series.values()))) for series in found.values()]
-    body = [[_line_name(*key)] + [_slope_text(series[key]) if key in series else "–" for series in found.values()]
-            + [PAPERS[key]] for key in PAPERS]
-    return markdown_table(["network, estimator", *header, "the papers"], body)
+def _decade_table(rows, figure):
+    body = [[_short(checkpoint), _line_name(*key), *map(_slope_text, slopes)]
+            for checkpoint, series in lines(rows).items() for key in LINES if key in series
+            for slopes in [per_decade(series[key], figure)] if any(slopes)]
+    return markdown_table(["checkpoint", "gradient", *(f"k {low} → {high}" for low, high in zip(DECADES, DECADES[1:]))],
+                          body)
+
+
+def vector_slopes(rows):
+    """The floor-free SNR's (signal / noise) slope per decade of k, a line per checkpoint and gradient."""
+    return _decade_table(rows, "vector_snr")
+
+
+def mean_slopes(rows):
+    """Rainforth et al.'s mean SNR over parameters: its slope per decade of k, as vector_slopes."""
+    return _decade_table(rows, "snr")
+
+
+def parts(rows):
+    """The standard gradient's signal and noise, each's slope per decade, and the weights' ESS / k, by checkpoint."""
+    body = []
+    for checkpoint, series in lines(rows).items():
+        for network in ("inference", "generative"):
+            found = series.get(("standard", network), [])
+            if not any(row["ess_per_k"] is not None for row in found):  # measured before these were recorded
+                continue
+            ess = {row["k"]: row["ess_per_k"] for row in found}
+            body.append([_short(checkpoint), network, *(", ".join(map(_slope_text, per_decade(found, figure)))
+                                                         for figure in ("signal", "noise")),
+                         ", ".join("–" if ess.get(k) is None else f"{ess[k]:.3f}" for k in DECADES[1:])])
+    return markdown_table(["checkpoint", "network", "signal, per decade", "noise, per decade",
+                           "ESS / k at k = 10, 100, 1000"], body)
 
 
 def at_trained_k(rows):
     """The inference network's SNR at the k the table's IWAE rows train with, by estimator and checkpoint."""
     body = []
-    for series in lines(rows).values():
+    for checkpoint, series in lines(rows).items():
         found = {estimator: next((row for row in series.get((estimator, "inference"), []) if row["k"] == TRAINED_K),
                                  None) for estimator in NAMES}
-        body.append([_stage(next(iter(series.values())))] + [
-            f"{row['snr']:.3f} ± {row['snr_se']:.3f}" if row else "–" for row in found.values()])
+        body.append([_short(checkpoint)] + [f"{row['snr']:.3f} ± {row['snr_se']:.3f}" if row else "–"
+                                            for row in found.values()])
     return markdown_table(["checkpoint", *NAMES.values()], body)
 
 
-TABLES = {"snr-slopes": slopes, "snr-at-k50": at_trained_k}
+TABLES = {"snr-slopes": vector_slopes, "snr-mean-slopes": mean_slopes, "snr-parts": parts, "snr-at-k50": at_trained_k}
 
 
 def figure(rows, path=FIGURE):
-    """SNR against k on log-log axes, a panel per checkpoint: a line per estimator for the inference network, one
-    for the generative network, each with its fitted slope; error bars are the jackknife standard errors."""
+    """SNR against k on log-log axes, a panel per checkpoint, one y-range a row: above, Rainforth et al.'s mean SNR
+    over parameters with its floor (about 0.8 / sqrt(draws) for a gradient of mean 0); below, the floor-free signal
+    / noise, with slopes of +-1/2 through the standard gradients' k = 1 points. Error bars from the groups of draws.
+    Checkpoints measured before signal and noise were recorded are left out."""
     from matplotlib.figure import Figure
-    from matplotlib.ticker import ScalarFormatter
 
-    found = lines(rows)
-    fig = Figure(figsize=(6 * max(len(found), 1), 4.8))
-    axes = fig.subplots(1, max(len(found), 1), squeeze=False)[0]
+    found = {checkpoint: series for checkpoint, series in lines(rows).items()
+             if all(row["vector_snr"] is not None for points in series.values() for row in points)}
+    fig = Figure(figsize=(3.6 * max(len(found), 1), 7.4))
+    grid = fig.subplots(2, max(len(found), 1), squeeze=False, sharey="row", sharex=True)
     styles = {("standard", "inference"): ("C0", "o"), ("stl", "inference"): ("C1", "s"),
               ("dreg", "inference"): ("C2", "^"), ("standard", "generative"): ("black", "D")}
-    for ax, (checkpoint, series) in zip(axes, found.items()):
-        for key, points in series.items():
-            colour, marker = styles[key]
-            ax.errorbar([row["k"] for row in points], [row["snr"] for row in points],
-                        yerr=[row["snr_se"] for row in points], color=colour, marker=marker, markersize=4, capsize=2,
-                        linestyle="--" if key[1] == "generative" else "-",
-                        label=f"{_line_name(*key)}: slope {_slope_text(points)}")
-        ax.set(xscale="log", yscale="log", xlabel="k, samples of z per image", title=checkpoint)
-        ax.title.set_fontsize(9)
-        ax.yaxis.set_major_formatter(ScalarFormatter())
-        ax.yaxis.set_minor_formatter(ScalarFormatter())
-        ax.tick_params(axis="y", which="minor", labelsize=7)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-    axes[0].set_ylabel("SNR: mean over parameters of |mean| / sd")
-    fig.tight_layout()
+    for column, (checkpoint, series) in enumerate(found.items()):
+        for axes, figure in zip(grid[:, column], ("snr", "vector_snr")):
+            for key, points in series.items():
+                ks = [row["k"] for row in points]
+                axes.errorbar(ks, [row[figure] for row in points], yerr=[row[f"{figure}_se"] for row in points],
+                              color=styles[key][0], marker=styles[key][1], markersize=3, capsize=2,
+                              linestyle="--" if key[1] == "generative" else "-", label=_line_name(*key))
+                if figure == "vector_snr" and key[0] == "standard" and ks[0] == 1:
+                    slope = 0.5 if key[1] == "generative" else -0.5
+                    axes.plot(ks, [points[0][figure] * k ** slope for k in ks], color="grey", linestyle=":",
+                              label="slope ±1/2" if slope > 0 else None)
+            if figure == "snr":
+                axes.axhline(0.8 / math.sqrt(points[0]["draws"]), color="red", linewidth=0.8, linestyle=":",
+                             label="floor, 0.8 / sqrt(draws)")
+            axes.set(xscale="log", yscale="log")
+            axes.grid(alpha=0.3, which="both")
+        grid[0, column].set_title(_short(checkpoint), fontsize=9)
+        grid[1, column].set_xlabel("k, samples of z per image")
+    grid[0, 0].set_ylabel("mean over parameters of |mean| / sd")
+    grid[1, 0].set_ylabel("signal / noise: |E g| / sqrt(tr Cov g)")
+    handles = {label: handle for axes in grid.flat for handle, label in zip(*axes.get_legend_handles_labels())}
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=3, fontsize=8)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

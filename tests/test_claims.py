@@ -156,17 +156,89 @@ def test_literature_every_removal_at_stage_4_moves_the_bound_less_than_0_06_and_
         assert abs(row["removal_nats"]) < min(0.06, row["nll_se"])
 
 
-def test_snr_the_standard_inference_snr_falls_the_generative_rises_both_slower_than_a_half():
+def snr_lines():
     from experiments import snr_data
 
     found = snr_data.lines(snr_data.read())
-    assert len(found) == 2
-    for series in found.values():
-        inference = snr_data.slope([(row["k"], row["snr"]) for row in series[("standard", "inference")]])
-        generative = snr_data.slope([(row["k"], row["snr"]) for row in series[("standard", "generative")]])
-        assert -0.25 < inference[0] < -2 * inference[1] and 0.25 > generative[0] > 2 * generative[1]
+    near, far = (found[snr_data.control_name(nudge)] for nudge in (0.01, 0.1))
+    checkpoints = {name: series for name, series in found.items() if not name.startswith("Gaussian")}
+    return near, far, checkpoints
+
+
+def slopes(series, key, figure):
+    from experiments import snr_data
+
+    return [slope for slope in snr_data.per_decade(series[key], figure)]
+
+
+STANDARD, GENERATIVE = ("standard", "inference"), ("standard", "generative")
+
+
+def test_snr_near_the_optimum_the_control_shows_the_theorem_s_rates_with_good_weights():
+    # snr.md: "near the optimum, where the importance weights stay good at every k, the standard inference gradient's
+    # signal-to-noise ratio falls by about 1/2 per decade of k and the generative gradient's rises by about 1/2,
+    # because the inference signal falls like 1/k while both networks' noise falls like 1/√k"; "the generative
+    # signal stays put"
+    near, _, _ = snr_lines()
+    assert min(row["ess_per_k"] for row in near[STANDARD]) > 0.4
+    for slope, error in slopes(near, STANDARD, "vector_snr"):
+        assert abs(slope + 0.5) < max(0.1, 2 * error)
+    for slope, error in slopes(near, GENERATIVE, "vector_snr")[1:]:  # from k = 10 on: the theorem is for large k
+        assert abs(slope - 0.5) < 0.1
+    for slope, error in slopes(near, STANDARD, "signal"):
+        assert abs(slope + 1) < max(0.15, 2 * error)
+    for key in (STANDARD, GENERATIVE):
+        for slope, _ in slopes(near, key, "noise")[1:]:
+            assert abs(slope + 0.5) < 0.1
+    for slope, _ in slopes(near, GENERATIVE, "signal"):
+        assert abs(slope) < 0.05
+
+
+def test_snr_far_from_the_optimum_the_weights_degenerate_and_every_slope_is_shallow():
+    # snr.md: "the effective sample size falls to under a hundredth of k) and every slope is shallow"
+    _, far, _ = snr_lines()
+    assert next(row for row in far[STANDARD] if row["k"] == 1000)["ess_per_k"] < 0.01
+    for key in (STANDARD, GENERATIVE):
+        for slope, _ in slopes(far, key, "vector_snr"):
+            assert abs(slope) < 0.1
+
+
+def test_snr_the_checkpoints_sit_in_the_far_regime_and_show_the_directions_only():
+    # snr.md: "The trained checkpoints sit in that second regime. Their slopes show the theorem's directions, the
+    # inference SNR falling and the generative rising decade by decade, and are no test of its rates."
+    _, far, checkpoints = snr_lines()
+    far_ess = next(row for row in far[STANDARD] if row["k"] == 1000)["ess_per_k"]
+    measured = [series for series in checkpoints.values() if series[STANDARD][0]["ess_per_k"] is not None]
+    assert measured
+    for series in measured:
+        assert next(row for row in series[STANDARD] if row["k"] == 1000)["ess_per_k"] < 2 * far_ess
+    for series in checkpoints.values():
+        figure = "vector_snr" if series in measured else "snr"
+        assert all(slope < 0 for slope, _ in slopes(series, STANDARD, figure))
+        assert all(slope > 0 for slope, _ in slopes(series, GENERATIVE, figure))
+        assert all(abs(slope) < 0.35 for key in (STANDARD, GENERATIVE) for slope, _ in slopes(series, key, figure))
+
+
+def test_snr_the_mean_over_parameters_meets_its_floor_where_signal_over_noise_keeps_its_slope():
+    # snr.md: "In the near control it runs into its floor ... after the first decade, while signal / noise keeps its
+    # slope"
+    near, _, _ = snr_lines()
+    floor = 0.8 / math.sqrt(near[STANDARD][0]["draws"])
+    at = {row["k"]: row["snr"] for row in near[STANDARD]}
+    assert at[1000] < 1.2 * floor and at[10] > 1.5 * floor
+    assert slopes(near, STANDARD, "snr")[-1][0] > -0.15 > slopes(near, STANDARD, "vector_snr")[-1][0] + 0.2
+
+
+def test_snr_at_the_trained_k_dreg_and_stl_stand_above_the_standard_gradient():
+    # snr.md: "At the k the table trains with, DReG's and STL's inference SNR stand above the standard estimator's."
+    # and "STL's SNR is the highest on the checkpoints"
+    from experiments import snr_data
+
+    _, _, checkpoints = snr_lines()
+    for series in checkpoints.values():
         at_50 = {estimator: next(row for row in series[(estimator, "inference")] if row["k"] == snr_data.TRAINED_K)
                  for estimator in ("standard", "dreg", "stl")}
         for estimator in ("dreg", "stl"):
             gap = at_50[estimator]["snr"] - at_50["standard"]["snr"]
             assert gap > 2 * math.hypot(at_50[estimator]["snr_se"], at_50["standard"]["snr_se"])
+        assert at_50["stl"]["snr"] > at_50["dreg"]["snr"] + 2 * math.hypot(at_50["stl"]["snr_se"], at_50["dreg"]["snr_se"])
