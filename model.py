@@ -71,6 +71,10 @@ class AutoEncoder(nn.Module):
         """Codes (..., latent) -> pixel logits (..., 784): the losses read logits, stable where log(sigmoid) is not."""
         return full(self.decoder(z))
 
+    def decoding_layers(self):
+        """The modules decode_logits() applies in turn (the explorer page runs them in the browser)."""
+        return list(self.decoder)
+
     def decode(self, z):
         """Codes (N, latent) -> images (N, 1, 28, 28) in [0, 1]."""
         return torch.sigmoid(self.decode_logits(z)).view(-1, 1, 28, 28)

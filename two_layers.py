@@ -49,6 +49,9 @@ class TwoLayerVAE(KSampleVAE):
     def decode_logits(self, z2):
         return full(self.decoder(self.prior_of_z1(z2)[0]))
 
+    def decoding_layers(self):
+        return [*self.upper_decoder, self.to_prior_mean, *self.decoder]  # z2 -> the mean of p(z1|z2) -> logits
+
     def log_weights(self, x, k, estimator="standard"):
         """LogWeights of k samples (z1, z2) ~ q(z1|x) q(z2|z1): log p(z1|z2) + log p(z2) - log q(z1|x) - log q(z2|z1),
         every term sampled; kl is its negative averaged over the k samples.

@@ -1,12 +1,15 @@
 """Latent interpolations: decode evenly spaced codes between a test image of one class and one of another.
 
-Per model: a GIF from --start to --end and back, and a still with one row per pair of neighbouring classes
-(0 -> 1, 1 -> 2, ..., 9 -> 0) for a README or a paper.
+Per model: a GIF from --start to --end and back, a still with one row per pair of neighbouring classes
+(0 -> 1, 1 -> 2, ..., 9 -> 0) for a README or a paper, and the explorer, a page that decodes under the pointer.
 
     python visualize.py                          # class 0 -> class 9, both models, MNIST
     python visualize.py --start 3 --end 8 --dataset fashion-mnist
 """
 import cli  # first: on import it makes a Ctrl-C or SIGTERM while torch loads one line
+import shlex
+import sys
+
 import imageio.v3 as iio
 import torch
 import torch.nn.functional as F
@@ -14,8 +17,10 @@ import torch.nn.functional as F
 import checkpoints
 import config
 import data
+import explorer
 from cli import UserError
 from files import atomic_paths, check_writable
+from metrics import encode_all
 from plots import output_path, save_grid
 
 STEPS = 100  # decoded points between the two codes; the GIF plays them forward then back
@@ -67,24 +72,39 @@ def main():
     cfg, overrides = config.parse(keys, description=__doc__)
     device = cli.resolve_device(cfg.device)
     names = config.models(cfg.model)
-    loaded = {name: checkpoints.load(cfg, name, overrides, device) for name in names}
-    check_writable(cfg.plot_dir, "--plot-dir", needed=len(names) * INTERPOLATION_BYTES)
+    loaded = {name: checkpoints.load(cfg, name, overrides, device, needs=("history",)) for name in names}
+    for name, (model, _, _) in loaded.items():
+        explorer.check(model, name)
+    check_writable(cfg.plot_dir, "--plot-dir", needed=sum(INTERPOLATION_BYTES + explorer.expected_size(model)
+                                                          for model, _, _ in loaded.values()))
     dataset = data.load(cfg.dataset, cfg.data_root, device)
+    # The explorer draws the codes the latent-space figure draws: of the test set as each model was trained on it.
+    binarized = {model_cfg.binarize: data.load(cfg.dataset, cfg.data_root, device, model_cfg.binarize)
+                 for _, _, model_cfg in loaded.values() if model_cfg.binarize != "none"}
     start_image = first_of_class(dataset.test_images, dataset.test_labels, cfg.start)
     end_image = first_of_class(dataset.test_images, dataset.test_labels, cfg.end)
-    for name, (model, _, model_cfg) in loaded.items():
+    for name, (model, checkpoint, model_cfg) in loaded.items():
         frames = gif_frames(interpolate(model, start_image, end_image))
         gif = output_path(model_cfg, name, f"interpolation_{cfg.start}_to_{cfg.end}.gif")
         still = output_path(model_cfg, name, "interpolations.png")
-        with atomic_paths([gif, still]) as (gif_temporary, still_temporary):
+        page = output_path(model_cfg, name, "explorer.html")
+        test_set = binarized.get(model_cfg.binarize, dataset)
+        with atomic_paths([gif, still, page]) as (gif_temporary, still_temporary, page_temporary):
             # loop=0: forever. Pillow stores identical neighbouring frames once, with their durations added.
             iio.imwrite(gif_temporary, frames, duration=FRAME_MS, loop=0)
             save_grid(interpolation_rows(model, dataset.test_images, dataset.test_labels), still_temporary,
                       nrow=STILL_STEPS)
+            page_temporary.write_text(explorer.page(
+                model, encode_all(model, test_set.test_images), test_set.test_labels, dataset.classes,
+                f"{name.upper()} on {cfg.dataset}: the latent space, decoded as you point",
+                f"{name.upper()} trained for {cli.count_of(len(checkpoint['history']), 'epoch')} on {cfg.dataset}, "
+                f"latent {model.code_dims}; the {len(test_set.test_images):,} test codes, coloured by class. "
+                f"{explorer.PLANES[min(model.code_dims, 3)]} Made by: python visualize.py {shlex.join(sys.argv[1:])}"))
         seconds = len(frames) * FRAME_MS / 1000
         print(f"{name}: wrote {gif} ({len(frames)} frames, {seconds:.1f} s, "
               f"{dataset.classes[cfg.start]} -> {dataset.classes[cfg.end]} and back)")
-        print(f"{name}: wrote {still} (one row per pair of neighbouring classes)", flush=True)
+        print(f"{name}: wrote {still} (one row per pair of neighbouring classes)")
+        print(f"{name}: wrote {page} ({page.stat().st_size / 1e6:.1f} MB; open it in a browser)", flush=True)
 
 if __name__ == "__main__":
     cli.run(main)

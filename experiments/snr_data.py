@@ -90,22 +90,13 @@ def _short(checkpoint):
     return checkpoint.split(", ")[-1] if checkpoint.startswith(("IWAE", "VAE")) else checkpoint
 
 
-def _decade_table(rows, figure):
-    body = [[_short(checkpoint), _line_name(*key), *map(_slope_text, slopes)]
-            for checkpoint, series in lines(rows).items() for key in LINES if key in series
-            for slopes in [per_decade(series[key], figure)] if any(slopes)]
-    return markdown_table(["checkpoint", "gradient", *(f"k {low} → {high}" for low, high in zip(DECADES, DECADES[1:]))],
-                          body)
-
-
 def vector_slopes(rows):
     """The floor-free SNR's (signal / noise) slope per decade of k, a line per checkpoint and gradient."""
-    return _decade_table(rows, "vector_snr")
-
-
-def mean_slopes(rows):
-    """Rainforth et al.'s mean SNR over parameters: its slope per decade of k, as vector_slopes."""
-    return _decade_table(rows, "snr")
+    body = [[_short(checkpoint), _line_name(*key), *map(_slope_text, slopes)]
+            for checkpoint, series in lines(rows).items() for key in LINES if key in series
+            for slopes in [per_decade(series[key], "vector_snr")] if any(slopes)]
+    return markdown_table(["checkpoint", "gradient", *(f"k {low} → {high}" for low, high in zip(DECADES, DECADES[1:]))],
+                          body)
 
 
 def parts(rows):
@@ -135,7 +126,7 @@ def at_trained_k(rows):
     return markdown_table(["checkpoint", *NAMES.values()], body)
 
 
-TABLES = {"snr-slopes": vector_slopes, "snr-mean-slopes": mean_slopes, "snr-parts": parts, "snr-at-k50": at_trained_k}
+TABLES = {"snr-slopes": vector_slopes, "snr-parts": parts, "snr-at-k50": at_trained_k}
 
 
 def figure(rows, path=FIGURE):

@@ -4,6 +4,9 @@ import os
 
 import imageio.v3 as iio
 
+import checkpoints
+import config
+import explorer
 import visualize
 from conftest import full_disk, grid_size, png_size, run_main
 from visualize import STILL_STEPS
@@ -31,9 +34,10 @@ def test_a_class_missing_from_the_test_set(scratch):
     assert png_size(scratch / "out" / "mnist_vae_interpolations.png") == grid_size(STILL_STEPS, 9)  # 9 classes, 9 rows
 
 
-def test_a_full_disk_keeps_the_previous_gif_and_still(scratch, monkeypatch):
+def test_a_full_disk_keeps_the_previous_gif_still_and_page(scratch, monkeypatch):
     assert run_visualize(scratch, "--model", "vae") is None
-    outputs = [scratch / "out" / name for name in ("mnist_vae_interpolation_0_to_9.gif", "mnist_vae_interpolations.png")]
+    outputs = [scratch / "out" / name for name in ("mnist_vae_interpolation_0_to_9.gif", "mnist_vae_interpolations.png",
+                                                   "mnist_vae_explorer.html")]
     before = [path.read_bytes() for path in outputs]
 
     def no_space(path, *args, **kwargs):
@@ -42,7 +46,7 @@ def test_a_full_disk_keeps_the_previous_gif_and_still(scratch, monkeypatch):
     monkeypatch.setattr(iio, "imwrite", no_space)
     message = run_visualize(scratch, "--model", "vae")
     assert message == (f"error: could not write {outputs[0]} (No space left on device); "
-                       f"not updated: {outputs[0]}, {outputs[1]}")
+                       f"not updated: {', '.join(map(str, outputs))}")
     assert [path.read_bytes() for path in outputs] == before
     assert sorted(path.name for path in (scratch / "out").iterdir()) == sorted(path.name for path in outputs)
 
@@ -55,9 +59,12 @@ def test_a_plot_folder_that_is_a_file_is_refused_before_any_work(scratch):
 def test_a_plot_folder_without_room_is_refused_before_any_work_by_visualize_and_test(scratch, monkeypatch, capsys):
     import test as test_script
 
+    cfg = config.parse(("ckpt_dir",), ["--ckpt-dir", str(scratch / "ckpts")])[0]
+    needed = sum(visualize.INTERPOLATION_BYTES + explorer.expected_size(checkpoints.load(cfg, name, {}, "cpu").model)
+                 for name in config.MODELS)
     full_disk(monkeypatch, free=500_000)
     message = run_visualize(scratch)
-    assert message == (f"error: not enough space in {scratch / 'out'}: about {2 * visualize.INTERPOLATION_BYTES / 1e6:.1f}"
+    assert message == (f"error: not enough space in {scratch / 'out'}: about {needed / 1e6:.1f}"
                        " MB is needed, 500.0 kB is free; free some space or choose another folder with --plot-dir")
     message = run_main(test_script, "--data-root", scratch / "data", "--ckpt-dir", scratch / "ckpts", "--plot-dir",
                        scratch / "out", "--model", "vae")
