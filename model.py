@@ -22,8 +22,7 @@ def hidden_stack(widths, activation):
 
 
 def full(output):
-    """A network's output in float32 for what is computed from it: under --bf16's autocast the networks run in
-    bfloat16; float32 and float64 pass through as they are (the same tensor: float32 runs are unchanged)."""
+    """A network's output in float32 (under --bf16's autocast it is bfloat16); float32 and float64 pass unchanged."""
     return output.float() if output.dtype in (torch.bfloat16, torch.float16) else output
 
 
@@ -71,8 +70,7 @@ class AutoEncoder(nn.Module):
         """Codes (..., latent) -> pixel logits (..., 784): the losses read logits, stable where log(sigmoid) is not."""
         return full(self.decoder(z))
 
-    def decoding_layers(self):
-        """The modules decode_logits() applies in turn (the explorer page runs them in the browser)."""
+    def decoding_layers(self):  # the modules decode_logits() applies in turn: the explorer page runs them
         return list(self.decoder)
 
     def decode(self, z):
@@ -80,11 +78,8 @@ class AutoEncoder(nn.Module):
         return torch.sigmoid(self.decode_logits(z)).view(-1, 1, 28, 28)
 
     def reconstruction_loss(self, logits, x):
-        """-log p(x|z) per image, up to a constant: logits (..., 784) -> (...), x one image per leading row.
-
-        gaussian: summed squared error, -log N(x; x_hat, 1/2) less its constant (docs/objective.md); bernoulli:
-        summed binary cross-entropy, in nats. Logits (B, k, 784), k samples of each image, broadcast x over the k.
-        """
+        """-log p(x|z) per image up to a constant, logits (B, [k,] 784) -> (B, [k]): gaussian, the summed squared
+        error, -log N(x; x_hat, 1/2) less its constant (docs/objective.md); bernoulli, the cross-entropy in nats."""
         error = binary_cross_entropy if self.likelihood == "bernoulli" else squared_error
         with torch.autocast(logits.device.type, enabled=False):  # under --bf16 too: its sums in float32
             return error(logits, x.reshape(len(x), *[1] * (logits.dim() - 2), PIXELS))
