@@ -88,16 +88,29 @@ def decoded(model, plane_point, origin, basis):
     return (model.decode(z[None])[0, 0].flatten() * 255).tolist()
 
 
+# A two-stochastic-layer VAE with codes of 3 dimensions: drawn in the plane of their principal components.
+TWO_LAYERS = ["--stochastic-layers", "2", "--latent-dims", "4", "--top-latent-dims", "3", "--hidden-dims", "16",
+              "--top-hidden-dims", "8", "--likelihood", "bernoulli", "--binarize", "dynamic", "--activation", "tanh"]
+
+
 @needs_chromium
-def test_the_page_decodes_as_pytorch_does_in_a_real_browser(workspace, tmp_path):
-    result = run_script("visualize.py", "--data-root", workspace / "data", "--ckpt-dir", workspace / "ckpts",
+@pytest.mark.parametrize("trained", ["default", "two layers"])
+def test_the_page_decodes_as_pytorch_does_in_a_real_browser(workspace, tmp_path, trained):
+    ckpts = workspace / "ckpts"
+    if trained == "two layers":
+        ckpts = tmp_path / "ckpts"
+        result = run_script("train.py", "--model", "vae", *TWO_LAYERS, "--epochs", "1", "--batch-size", "64",
+                            "--data-root", workspace / "data", "--ckpt-dir", ckpts, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    result = run_script("visualize.py", "--data-root", workspace / "data", "--ckpt-dir", ckpts,
                         "--plot-dir", tmp_path / "plots", "--model", "vae", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     page = tmp_path / "plots" / "mnist_vae_explorer.html"
     assert re.search(r"mnist_vae_explorer\.html \(\d+\.\d MB", result.stdout)
-    cfg = config.parse(("ckpt_dir",), ["--ckpt-dir", str(workspace / "ckpts")])[0]
-    model = checkpoints.load(cfg, "vae", {}, torch.device("cpu")).model
-    test_images = data.load("mnist", workspace / "data", torch.device("cpu")).test_images
+    assert ("first two principal components" in page.read_text()) == (trained == "two layers")  # the plane, named
+    cfg = config.parse(("ckpt_dir",), ["--ckpt-dir", str(ckpts)])[0]
+    model, _, stored = checkpoints.load(cfg, "vae", {}, torch.device("cpu"))
+    test_images = data.load("mnist", workspace / "data", torch.device("cpu"), stored.binarize).test_images
     codes = encode_all(model, test_images)
     origin, basis, _ = explorer.latent_plane(codes)
     plane = (codes - origin) @ basis
