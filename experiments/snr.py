@@ -1,16 +1,17 @@
 """The gradients' signal-to-noise ratio against k: why the IWAE's inference network learns worse as k grows
 (Rainforth et al. 2018, arXiv 1802.04537) and why DReG turns that round (Tucker et al. 2018, arXiv 1810.04152),
-measured on a trained VAE for the standard, STL and DReG estimators.
+measured on a trained VAE for the standard, STL and DReG estimators, or on a Gaussian model whose answer is known.
 
     python -m experiments.snr runs/burda2015/iwae-k50-batch100-eps1e-08/stage4     # a stage of the table's runs
     python -m experiments.snr ckpts --ks 1 10 100 --draws 40                        # any VAE checkpoint folder
+    python -m experiments.snr --control 0.01 --draws 1000                           # the positive control
 
-For each estimator and k, --draws gradients of the IWAE loss on the same test images (the first --images of the
-test set, binarised as the model was trained), each with fresh samples of z: the samples are the only randomness,
-and every estimator at a k sees the same ones. A parameter's SNR is |mean| / standard deviation over the draws
-(Rainforth et al.'s definition); a network's figure is the mean of its parameters' SNRs, as they summarise it, ± a
-jackknife standard error over --groups groups of draws. The figures go to results/snr.csv (a new measurement of a
-checkpoint replaces its rows) and the figure and docs/snr.md's tables are redrawn from it.
+For each estimator and k, --draws gradients of the negative IWAE bound on the same test images (the first --images
+of the test set, binarised as the model was trained), each with fresh samples of z: the samples are the only
+randomness, and every estimator at a k sees the same ones. Of each network's gradient: Rainforth et al.'s mean SNR
+over parameters, its signal and noise and their ratio (gradient_figures), each ± its spread over --groups
+independent groups of draws, and the weights' effective sample size. The rows go to results/snr.csv (a new
+measurement of a checkpoint replaces its rows) and the figure and docs/snr.md's tables are redrawn from it.
 """
 import cli  # first: on import it makes a Ctrl-C or SIGTERM while torch loads one line
 import argparse
@@ -57,28 +58,32 @@ class Moments:
 
     def varying(self):
         """How many entries vary over the draws: those the mean SNR averages."""
-        total = self.sums.sum(0)
-        return int((total[1] - total[0].square() / sum(self.counts) > 0).sum())
+        return int((variance(*self.sums.sum(0), sum(self.counts)) > 0).sum())
 
     def figures(self):
         """{figure: (its value over all draws, its standard error)} for gradient_figures' figures, the error from
         their spread over the independent groups of draws (sd / sqrt(groups))."""
         total = gradient_figures(*self.sums.sum(0), sum(self.counts))
-        by_group = [gradient_figures(*sums, count) for sums, count in zip(self.sums, self.counts)]
-        return {name: (value, torch.tensor([figures[name] for figures in by_group]).std().item() / math.sqrt(len(by_group)))
-                for name, value in total.items()}
+        by_group = torch.tensor([list(gradient_figures(*sums, count).values())
+                                 for sums, count in zip(self.sums, self.counts)])  # (groups, figures)
+        errors = by_group.std(0) / math.sqrt(len(by_group))
+        return {name: (value, error) for (name, value), error in zip(total.items(), errors.tolist())}
+
+
+def variance(sums, squares, count):
+    """Each entry's variance over `count` draws (Bessel's correction) from the sums of the draws and their squares."""
+    return ((squares - sums * sums / count) / (count - 1)).clamp_min(0)
 
 
 def gradient_figures(sums, squares, count):
-    """From the sums of `count` draws of a gradient g and of their squares (each entry's sd with Bessel's correction):
-    snr, Rainforth et al.'s summary, the mean over entries of |mean| / sd (entries that never vary left out); noise,
-    sqrt(tr Cov g); signal, |E g|, from |mean|^2 less its noise share tr Cov g / count (unbiased before the root);
-    vector_snr, signal / noise, which has no floor where snr reads about 0.8 / sqrt(count) for a gradient of mean 0."""
-    mean = sums / count
-    variance = ((squares - sums * mean) / (count - 1)).clamp_min(0)
-    varies = variance > 0
-    signal, noise = (mean.square().sum() - variance.sum() / count).clamp_min(0).sqrt(), variance.sum().sqrt()
-    return {"snr": (mean.abs()[varies] / variance[varies].sqrt()).mean().item(), "vector_snr": (signal / noise).item(),
+    """From the sums of `count` draws of a gradient g and of their squares: snr, Rainforth et al.'s summary, the mean
+    over entries of |mean| / sd (entries that never vary left out); noise, sqrt(tr Cov g); signal, |E g|, from
+    |mean|^2 less its noise share tr Cov g / count (unbiased before the root); vector_snr, signal / noise, which has
+    no floor where snr reads about 0.8 / sqrt(count) for a gradient of mean 0."""
+    mean, variance_ = sums / count, variance(sums, squares, count)
+    varies = variance_ > 0
+    signal, noise = (mean.square().sum() - variance_.sum() / count).clamp_min(0).sqrt(), variance_.sum().sqrt()
+    return {"snr": (mean.abs()[varies] / variance_[varies].sqrt()).mean().item(), "vector_snr": (signal / noise).item(),
             "signal": signal.item(), "noise": noise.item()}
 
 
