@@ -184,7 +184,9 @@ def measure(model, name, dataset, cfg):
             "activity_samples_of_z1": units.UPPER_SAMPLES if two_layers else None,
             **removal_check(model, dataset.test_images, cfg.iw_samples, keep, bounds),
         })
-        kl = [layer.tolist() for layer in kl_per_dimension(model, dataset.test_images)]
+        kl = kl_per_dimension(model, dataset.test_images)  # a tensor per stochastic layer
+        metrics["kl_active_units_per_layer"] = [int(units.active(layer, units.KL_THRESHOLD).sum()) for layer in kl]
+        kl = [layer.tolist() for layer in kl]
         metrics.update({"top_latent_dims": model.code_dims, "kl_per_dimension_per_layer": kl} if two_layers
                        else {"kl_per_dimension": kl[0]})
     return metrics, test_codes

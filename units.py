@@ -10,6 +10,10 @@ from torch import nn
 import data
 
 THRESHOLD = 0.01  # a unit is active when A_u exceeds this (Burda et al.)
+# The count by information beside it: a unit is active when its KL from q to its prior, averaged over the images
+# (metrics.kl_per_dimension), exceeds this many nats. With two layers z1's prior is p(z1|z2): a z1 unit that relays
+# z2's code varies over the images (A_u counts it) while adding little beyond z2 (this count may not).
+KL_THRESHOLD = 0.01
 UPPER_SAMPLES = 100  # draws of z1 ~ q(z1|x) an image for the second layer's E_q[z2]
 BATCH_SIZE = 500  # images at once: with two layers, UPPER_SAMPLES draws of z1 each
 
@@ -26,7 +30,7 @@ def activities(model, images, samples=UPPER_SAMPLES, batch_size=BATCH_SIZE):
 
 
 def active(activity, threshold=THRESHOLD):
-    """Which units of a layer are active: (units,) booleans."""
+    """Which units of a layer are active by A_u (or, with KL_THRESHOLD, by their mean KL): (units,) booleans."""
     return activity > threshold
 
 

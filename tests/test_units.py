@@ -6,7 +6,7 @@ import torch
 
 import config
 import units
-from metrics import importance_weighted_nll, mean_and_standard_error, removal_check
+from metrics import importance_weighted_nll, kl_per_dimension, mean_and_standard_error, removal_check
 from checkpoints import build, model_args
 
 
@@ -83,3 +83,48 @@ def test_removing_a_unit_whose_posterior_is_its_prior_moves_the_bound_less_than_
     assert checked["units_removed"] == ([1, 1] if layers == 2 else [1])
     assert abs(checked["removal_difference_nats"]) < mean_and_standard_error(full)[1]
     assert units.activities(model, IMAGES)[0][0] == 0  # and the unit counts as inactive
+
+
+def relay_through_z2(model, unit=0, carrier=1, scale=1e-3):
+    """Make z1[unit]'s posterior N(a(x), 1) and its prior p(z1[unit] | z2) = N(z2[0], 1), where z2[0] copies
+    z1[carrier] ~ N(a(x), e^-20): the unit varies with x but its posterior is its prior's. Each tanh stack passes the
+    value through its first hidden unit, scaled down by `scale` (where tanh is the identity) and back up after."""
+    with torch.no_grad():
+        model.to_latent.weight[unit].mul_(20)
+        model.to_latent.weight[carrier], model.to_latent.bias[carrier] = model.to_latent.weight[unit], model.to_latent.bias[unit]
+        for layer, bias in ((model.to_logvar, {unit: 0.0, carrier: -20.0}), (model.to_top_logvar, {0: -20.0}),
+                            (model.to_prior_logvar, {unit: 0.0})):
+            for row, value in bias.items():
+                layer.weight[row], layer.bias[row] = 0, value
+        for stack, source, out, row in ((model.upper_encoder, carrier, model.to_top_latent, 0),
+                                        (model.upper_decoder, 0, model.to_prior_mean, unit)):
+            linears = [layer for layer in stack if isinstance(layer, torch.nn.Linear)]
+            for index, layer in enumerate(linears):
+                layer.weight[0], layer.bias[0] = 0, 0
+                layer.weight[0, source if index == 0 else 0] = scale if index == 0 else 1
+            out.weight[row], out.bias[row] = 0, 0
+            out.weight[row, 0] = 1 / scale
+
+
+def test_a_z1_unit_that_relays_z2_is_active_by_its_variance_and_inactive_by_its_kl():
+    model = tiny(2)
+    relay_through_z2(model)
+    x = IMAGES.float() / 255
+    torch.manual_seed(4)
+    activity = units.activities(model, IMAGES)[0]
+    kl = kl_per_dimension(model, IMAGES)[0]
+    assert activity[0] > 100 * units.THRESHOLD  # its mean follows x
+    assert kl[0] < units.KL_THRESHOLD / 10  # and its posterior is its prior
+    assert not units.active(kl, units.KL_THRESHOLD)[0] and units.active(activity)[0]
+    with torch.no_grad():  # directly, by torch.distributions: z1 ~ q(z1|x), z2 ~ q(z2|z1), then the unit's log ratio
+        mu1, logvar1 = model.posterior(x)
+        q1 = torch.distributions.Normal(mu1, torch.exp(0.5 * logvar1))
+        z1 = q1.sample((1000,))  # (1000, B, latent)
+        mu2, logvar2 = model.upper_posterior(z1)
+        z2 = torch.distributions.Normal(mu2, torch.exp(0.5 * logvar2)).sample()
+        prior = torch.distributions.Normal(*(lambda mean, logvar: (mean, torch.exp(0.5 * logvar)))(*model.prior_of_z1(z2)))
+        direct = (q1.log_prob(z1) - prior.log_prob(z1)).mean((0, 1))  # (latent,)
+    assert direct[0] == pytest.approx(0, abs=units.KL_THRESHOLD / 10)
+    # The model samples each image once: averaged over 400 passes, every unit's KL is the direct one.
+    averaged = sum(kl_per_dimension(model, IMAGES)[0] for _ in range(400)) / 400
+    assert torch.allclose(averaged, direct, rtol=0.05, atol=0.01)
