@@ -3,6 +3,8 @@
   loop        train.py's step (loop.train_epoch on the model and optimiser train.py builds) against a plain eager
               PyTorch loop of the same step: nn.Tanh, F.binary_cross_entropy_with_logits, fused Adam, no tricks;
   bernoulli   the project's step with speed.binary_cross_entropy against the same step with torch's own;
+  binarize    the project's step drawing dynamic binarisation's pixels as bytes (data.bernoulli_pixels) against
+              torch.bernoulli on the float intensities;
   denormals   the project's step with denormal floats flushed (speed.flush_denormals) against kept, on a decoder
               whose background pixels are predicted with the near certainty training reaches (their output bias at
               -88, so sigmoid(l) - x is denormal there);
@@ -11,7 +13,7 @@
 Works take turns within each round, so a slow spell of a shared machine hits both alike; each ratio is the median
 over rounds of plain / project (above 1: the project is faster), with its range.
 
-    python -m benchmarks.speed                       # all three on real MNIST in data/ (a few minutes)
+    python -m benchmarks.speed                       # all of them on real MNIST in data/ (a few minutes)
     python -m benchmarks.speed --only loop --images 2000 --rounds 3
 """
 import argparse
@@ -84,13 +86,15 @@ def torch_bce(logits, x):
     return F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
 
 
-def with_likelihood(likelihood, work):
+def patched(module, name, value, work):
+    """`work` with module.name set to `value` while it runs."""
     def timed():
-        model_module.binary_cross_entropy = likelihood
+        kept = getattr(module, name)
+        setattr(module, name, value)
         try:
             work()
         finally:
-            model_module.binary_cross_entropy = KERNEL
+            setattr(module, name, kept)
     return timed
 
 
@@ -104,8 +108,7 @@ def with_denormals(flush, work):
     return timed
 
 
-KERNEL = model_module.binary_cross_entropy
-COMPARISONS = ("loop", "bernoulli", "denormals", "bf16")
+COMPARISONS = ("loop", "bernoulli", "binarize", "denormals", "bf16")
 
 
 @torch.no_grad()
@@ -123,7 +126,12 @@ def comparisons(which, images):
             yield "loop: plain eager / train.py", batch_size, plain(images, batch_size), project(images, batch_size)[0]
         if "bernoulli" in which:
             step, _ = project(images, batch_size)
-            yield "bernoulli: torch's BCE / kernel", batch_size, with_likelihood(torch_bce, step), step
+            yield "bernoulli: torch's BCE / kernel", batch_size, patched(model_module, "binary_cross_entropy",
+                                                                         torch_bce, step), step
+        if "binarize" in which:
+            step, _ = project(images, batch_size)
+            yield "binarize: torch.bernoulli / bytes", batch_size, patched(data, "bernoulli_pixels", lambda chunk: (
+                torch.bernoulli(data.to_float(chunk))), step), step
     if "denormals" in which:
         step, model = project(images, 100, objective="iwae", k=50)
         blank_pixels_certain(model, images)
