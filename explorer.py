@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cli import UserError
+from cli import UserError, count_of
 from plots import latent_plane
 
 TEMPLATE = Path(__file__).with_name("explorer.html")
@@ -38,9 +38,10 @@ def _base64(tensor):
     return base64.b64encode(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()).decode()
 
 
-def page(model, codes, labels, classes, title, caption):
+def page(model, codes, labels, classes, trained, epochs, command):
     """The explorer's HTML: `codes` (N, code_dims) and `labels` (N,) of the test set in the plane of the
-    latent-space figure (plots.latent_plane), the decoder's layers, and the words shown."""
+    latent-space figure (plots.latent_plane) and the decoder's layers; the caption names what was `trained` ("VAE on
+    mnist"), for how many `epochs`, and the `command` that wrote the page."""
     origin, basis, axes = latent_plane(codes)
     coords = (codes - origin) @ basis  # (N, axes)
     if coords.shape[1] == 1:
@@ -56,6 +57,9 @@ def page(model, codes, labels, classes, title, caption):
             layers.append({"kind": ACTIVATIONS[type(layer)]})
     data = {"layers": layers, "origin": _base64(origin), "basis": _base64(basis), "coords": _base64(coords),
             "labels": base64.b64encode(labels.to("cpu", torch.uint8).numpy().tobytes()).decode(),
-            "axes": axes, "basis_columns": basis.shape[1], "latent_dims": codes.shape[1], "classes": list(classes), "title": title, "caption": caption}
+            "axes": axes, "basis_columns": basis.shape[1], "latent_dims": codes.shape[1], "classes": list(classes),
+            "title": f"{trained}: the latent space, decoded as you point",
+            "caption": f"{trained}, {count_of(epochs, 'epoch')} of training, codes of {codes.shape[1]} dimensions; the "
+                       f"{len(codes):,} test codes, coloured by class. {PLANES[min(codes.shape[1], 3)]} Made by: {command}"}
     # "</" would close the script element the data sits in.
     return TEMPLATE.read_text().replace("__EXPLORER_DATA__", json.dumps(data).replace("</", "<\\/"))

@@ -96,10 +96,8 @@ def main():
                       nrow=STILL_STEPS)
             page_temporary.write_text(explorer.page(
                 model, encode_all(model, test_set.test_images), test_set.test_labels, dataset.classes,
-                f"{name.upper()} on {cfg.dataset}: the latent space, decoded as you point",
-                f"{name.upper()} trained for {cli.count_of(len(checkpoint['history']), 'epoch')} on {cfg.dataset}, "
-                f"latent {model.code_dims}; the {len(test_set.test_images):,} test codes, coloured by class. "
-                f"{explorer.PLANES[min(model.code_dims, 3)]} Made by: python visualize.py {shlex.join(sys.argv[1:])}"))
+                f"{name.upper()} on {cfg.dataset}", len(checkpoint["history"]),
+                f"python visualize.py {shlex.join(sys.argv[1:])}"))
         seconds = len(frames) * FRAME_MS / 1000
         print(f"{name}: wrote {gif} ({len(frames)} frames, {seconds:.1f} s, "
               f"{dataset.classes[cfg.start]} -> {dataset.classes[cfg.end]} and back)")
