@@ -8,11 +8,12 @@ import torch
 from torch import nn
 
 from cli import UserError, count_of
+from model import ACTIVATIONS
 from plots import latent_plane
 
 TEMPLATE = Path(__file__).with_name("explorer.html")
 MAX_DECODER_WEIGHTS = 5_000_000  # 20 MB of float32 weights, 27 MB of page: beyond that a page is not the place
-ACTIVATIONS = {nn.Tanh: "tanh", nn.ReLU: "relu"}
+ACTIVATION_NAMES = {module: name for name, module in ACTIVATIONS.items()}  # nn.Tanh -> "tanh", as --activation
 # The plane the page draws, by the code's size (1, 2, more), in the caption's words.
 PLANES = {1: "z[0] runs across, the class upward.", 2: "z[0] runs across, z[1] upward.",
           3: "The plane is that of the codes' first two principal components, as in the latent-space figure; the "
@@ -20,9 +21,13 @@ PLANES = {1: "z[0] runs across, the class upward.", 2: "z[0] runs across, z[1] u
 JITTER_SEED = 0  # a 1-D code is drawn against its class, spread a little, as the latent-space figure does
 
 
+def decoder_weights(model):
+    return sum(parameter.numel() for layer in model.decoding_layers() for parameter in layer.parameters())
+
+
 def check(model, name):
     """Refuse, before any work, a decoder too large to run in a page."""
-    weights = sum(parameter.numel() for layer in model.decoding_layers() for parameter in layer.parameters())
+    weights = decoder_weights(model)
     if weights > MAX_DECODER_WEIGHTS:
         raise UserError(f"the {name.upper()}'s decoder has {weights:,} weights, more than the explorer page runs "
                         f"({MAX_DECODER_WEIGHTS:,}); draw the other model with --model")
@@ -30,8 +35,7 @@ def check(model, name):
 
 def expected_size(model, test_images=10_000):
     """About how many bytes page() writes: base64 float32 weights and plane coordinates, a byte per label."""
-    weights = sum(parameter.numel() for layer in model.decoding_layers() for parameter in layer.parameters())
-    return 4 * (4 * weights + 9 * test_images) // 3 + TEMPLATE.stat().st_size
+    return 4 * (4 * decoder_weights(model) + 9 * test_images) // 3 + TEMPLATE.stat().st_size
 
 
 def _base64(tensor):
@@ -54,12 +58,13 @@ def page(model, codes, labels, classes, trained, epochs, command):
             layers.append({"kind": "linear", "inputs": layer.in_features, "outputs": layer.out_features,
                            "weight": _base64(layer.weight), "bias": _base64(layer.bias)})
         else:
-            layers.append({"kind": ACTIVATIONS[type(layer)]})
+            layers.append({"kind": ACTIVATION_NAMES[type(layer)]})
     data = {"layers": layers, "origin": _base64(origin), "basis": _base64(basis), "coords": _base64(coords),
             "labels": base64.b64encode(labels.to("cpu", torch.uint8).numpy().tobytes()).decode(),
             "axes": axes, "basis_columns": basis.shape[1], "latent_dims": codes.shape[1], "classes": list(classes),
             "title": f"{trained}: the latent space, decoded as you point",
             "caption": f"{trained}, {count_of(epochs, 'epoch')} of training, codes of {codes.shape[1]} dimensions; the "
-                       f"{len(codes):,} test codes, coloured by class. {PLANES[min(codes.shape[1], 3)]} Made by: {command}"}
+                       f"{len(codes):,} test codes, coloured by class. {PLANES[min(codes.shape[1], 3)]} Made by: "
+                       f"{command}"}
     # "</" would close the script element the data sits in.
     return TEMPLATE.read_text().replace("__EXPLORER_DATA__", json.dumps(data).replace("</", "<\\/"))

@@ -192,7 +192,8 @@ def main(argv=None):
                             "train.py --model vae, or python -m experiments.burda2015) and name its folder, or "
                             "measure the Gaussian control with --control 0.01")
     elif args.ckpt_dir is not None or not args.control > 0:
-        raise UserError("--control measures the Gaussian model alone: give it a positive nudge and no checkpoint folder")
+        raise UserError("--control measures the Gaussian model alone: give it a positive nudge and no checkpoint "
+                        "folder")
     snr_data.read(args.results)  # damaged data is refused before the work
     if args.control is None:
         model, checkpoint, stored = checkpoints.load(SimpleNamespace(ckpt_dir=args.ckpt_dir, dataset="mnist"), "vae",
@@ -202,7 +203,8 @@ def main(argv=None):
         dataset = data.load(stored.dataset, args.data_root, torch.device("cpu"), stored.binarize)
         images = data.to_float(dataset.test_images[: args.images])  # (images, 28, 28)
         trained = results.trained_row(checkpoint, stored, results.stage_of(args.ckpt_dir))
-        name, trained_by = snr_data.checkpoint_name(trained), results.command(trained) if trained["stage"] is not None else ""
+        name = snr_data.checkpoint_name(trained)
+        trained_by = results.command(trained) if trained["stage"] is not None else ""  # a stage of the table's runs
         stage, epochs = trained["stage"], trained["epochs"]
     else:
         model = LinearGaussian(args.control, args.images, args.seed)

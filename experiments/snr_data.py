@@ -95,8 +95,8 @@ def vector_slopes(rows):
     body = [[_short(checkpoint), _line_name(*key), *map(_slope_text, slopes)]
             for checkpoint, series in lines(rows).items() for key in LINES if key in series
             for slopes in [per_decade(series[key], "vector_snr")] if any(slopes)]
-    return markdown_table(["checkpoint", "gradient", *(f"k {low} → {high}" for low, high in zip(DECADES, DECADES[1:]))],
-                          body)
+    decades = [f"k {low} → {high}" for low, high in zip(DECADES, DECADES[1:])]
+    return markdown_table(["checkpoint", "gradient", *decades], body)
 
 
 def parts(rows):

@@ -91,7 +91,8 @@ def relay_through_z2(model, unit=0, carrier=1, scale=1e-3):
     value through its first hidden unit, scaled down by `scale` (where tanh is the identity) and back up after."""
     with torch.no_grad():
         model.to_latent.weight[unit].mul_(20)
-        model.to_latent.weight[carrier], model.to_latent.bias[carrier] = model.to_latent.weight[unit], model.to_latent.bias[unit]
+        model.to_latent.weight[carrier] = model.to_latent.weight[unit]
+        model.to_latent.bias[carrier] = model.to_latent.bias[unit]
         for layer, bias in ((model.to_logvar, {unit: 0.0, carrier: -20.0}), (model.to_top_logvar, {0: -20.0}),
                             (model.to_prior_logvar, {unit: 0.0})):
             for row, value in bias.items():
@@ -122,7 +123,8 @@ def test_a_z1_unit_that_relays_z2_is_active_by_its_variance_and_inactive_by_its_
         z1 = q1.sample((1000,))  # (1000, B, latent)
         mu2, logvar2 = model.upper_posterior(z1)
         z2 = torch.distributions.Normal(mu2, torch.exp(0.5 * logvar2)).sample()
-        prior = torch.distributions.Normal(*(lambda mean, logvar: (mean, torch.exp(0.5 * logvar)))(*model.prior_of_z1(z2)))
+        prior_mean, prior_logvar = model.prior_of_z1(z2)
+        prior = torch.distributions.Normal(prior_mean, torch.exp(0.5 * prior_logvar))
         direct = (q1.log_prob(z1) - prior.log_prob(z1)).mean((0, 1))  # (latent,)
     assert direct[0] == pytest.approx(0, abs=units.KL_THRESHOLD / 10)
     # The model samples each image once: averaged over 400 passes, every unit's KL is the direct one.
