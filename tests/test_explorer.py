@@ -1,5 +1,6 @@
 """The explorer page visualize.py writes: its decoder against PyTorch's, and the page itself in a real browser
 (headless Chromium from Debian's packages), opened from file:// with nothing fetched."""
+import html
 import json
 import re
 import shutil
@@ -80,7 +81,7 @@ def open_page(page, tmp_path, points, ends):
                           "--dump-dom", tested.as_uri()], capture_output=True, text=True, timeout=120).stdout
     found = re.search(r'<pre id="result">(.*?)</pre>', dom, re.S)
     assert found, f"the page reported nothing; its DOM ends: {dom[-500:]}"
-    return json.loads(found[1].replace("&quot;", '"').replace("&amp;", "&"))
+    return json.loads(html.unescape(found[1]))
 
 
 def decoded(model, plane_point, origin, basis):
