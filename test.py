@@ -56,7 +56,8 @@ def report(metrics, epochs):
                  ("active units", f"{'+'.join(map(str, m['active_units_per_layer']))} of {latent_size(m)} "
                                   f"(A_u = Cov_x(E_q[z_u]) > {units.THRESHOLD})"),
                  ("active by KL", f"{'+'.join(map(str, m['kl_active_units_per_layer']))} (mean KL(q || prior) > "
-                                  f"{units.KL_THRESHOLD} nats{'; z1 against p(z1|z2)' if m['stochastic_layers'] == 2 else ''})"),
+                                  f"{units.KL_THRESHOLD} nats"
+                                  f"{'; z1 against p(z1|z2)' if m['stochastic_layers'] == 2 else ''})"),
                  ("without the inactive", removal_text(m))]
     rows += [(f"{m['knn_neighbours']}-NN accuracy", f"{m['knn_accuracy']:.4f} (on latent codes)"),
              ("speed", f"{m['test_images_per_second']:,.0f} test images/s (loss pass)")]

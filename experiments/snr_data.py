@@ -86,14 +86,16 @@ def _line_name(estimator, network):
     return f"{network}, {NAMES[estimator]}" if network == "inference" else f"{network} (every estimator)"
 
 
-def _short(checkpoint):
-    return checkpoint.split(", ")[-1] if checkpoint.startswith(("IWAE", "VAE")) else checkpoint
+def _short(series):
+    """A checkpoint as its column says it: "stage 1" for a stage of the table's runs, else its whole name."""
+    row = next(iter(series.values()))[0]
+    return f"stage {row['stage']}" if row["stage"] is not None else row["checkpoint"]
 
 
 def vector_slopes(rows):
     """The floor-free SNR's (signal / noise) slope per decade of k, a line per checkpoint and gradient."""
-    body = [[_short(checkpoint), _line_name(*key), *map(_slope_text, slopes)]
-            for checkpoint, series in lines(rows).items() for key in LINES if key in series
+    body = [[_short(series), _line_name(*key), *map(_slope_text, slopes)]
+            for series in lines(rows).values() for key in LINES if key in series
             for slopes in [per_decade(series[key], "vector_snr")] if any(slopes)]
     decades = [f"k {low} → {high}" for low, high in zip(DECADES, DECADES[1:])]
     return markdown_table(["checkpoint", "gradient", *decades], body)
@@ -102,13 +104,13 @@ def vector_slopes(rows):
 def parts(rows):
     """The standard gradient's signal and noise, each's slope per decade, and the weights' ESS / k, by checkpoint."""
     body = []
-    for checkpoint, series in lines(rows).items():
+    for series in lines(rows).values():
         for network in ("inference", "generative"):
             found = series.get(("standard", network), [])
             if not any(row["ess_per_k"] is not None for row in found):  # measured before these were recorded
                 continue
             ess = {row["k"]: row["ess_per_k"] for row in found}
-            body.append([_short(checkpoint), network, *(", ".join(map(_slope_text, per_decade(found, figure)))
+            body.append([_short(series), network, *(", ".join(map(_slope_text, per_decade(found, figure)))
                                                          for figure in ("signal", "noise")),
                          ", ".join("–" if ess.get(k) is None else f"{ess[k]:.3f}" for k in DECADES[1:])])
     return markdown_table(["checkpoint", "network", "signal, per decade", "noise, per decade",
@@ -118,10 +120,10 @@ def parts(rows):
 def at_trained_k(rows):
     """The inference network's SNR at the k the table's IWAE rows train with, by estimator and checkpoint."""
     body = []
-    for checkpoint, series in lines(rows).items():
+    for series in lines(rows).values():
         found = {estimator: next((row for row in series.get((estimator, "inference"), []) if row["k"] == TRAINED_K),
                                  None) for estimator in NAMES}
-        body.append([_short(checkpoint)] + [f"{row['snr']:.3f} ± {row['snr_se']:.3f}" if row else "–"
+        body.append([_short(series)] + [f"{row['snr']:.3f} ± {row['snr_se']:.3f}" if row else "–"
                                             for row in found.values()])
     return markdown_table(["checkpoint", *NAMES.values()], body)
 
@@ -142,7 +144,8 @@ def figure(rows, path=FIGURE):
     grid = fig.subplots(2, max(len(found), 1), squeeze=False, sharey="row", sharex=True)
     styles = {("standard", "inference"): ("C0", "o"), ("stl", "inference"): ("C1", "s"),
               ("dreg", "inference"): ("C2", "^"), ("standard", "generative"): ("black", "D")}
-    for column, (checkpoint, series) in enumerate(found.items()):
+    for column, series in enumerate(found.values()):
+        draws = next(iter(series.values()))[0]["draws"]
         for axes, figure in zip(grid[:, column], ("snr", "vector_snr")):
             for key, points in series.items():
                 ks = [row["k"] for row in points]
@@ -154,11 +157,11 @@ def figure(rows, path=FIGURE):
                     axes.plot(ks, [points[0][figure] * k ** slope for k in ks], color="grey", linestyle=":",
                               label="slope ±1/2" if slope > 0 else None)
             if figure == "snr":
-                axes.axhline(0.8 / math.sqrt(points[0]["draws"]), color="red", linewidth=0.8, linestyle=":",
+                axes.axhline(0.8 / math.sqrt(draws), color="red", linewidth=0.8, linestyle=":",
                              label="floor, 0.8 / sqrt(draws)")
             axes.set(xscale="log", yscale="log")
             axes.grid(alpha=0.3, which="both")
-        grid[0, column].set_title(_short(checkpoint), fontsize=9)
+        grid[0, column].set_title(_short(series), fontsize=9)
         grid[1, column].set_xlabel("k, samples of z per image")
     grid[0, 0].set_ylabel("mean over parameters of |mean| / sd")
     grid[1, 0].set_ylabel("signal / noise: |E g| / sqrt(tr Cov g)")
