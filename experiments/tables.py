@@ -2,9 +2,9 @@
 what they say is written by hand on the page, and tests/test_claims.py holds each such claim against the data."""
 import statistics
 
-from experiments.results import (HEADLINE_STAGE, NBIP, ONE_RUN, PAPER, PAPER_SETTING, PRECISION, ROW_ORDER, SETTING,
-                                 TABLE1, THIS_REPO, TWO_LAYER_SETTING, furthest, latest, matching, row_name,
-                                 setting_name)
+from experiments.results import (ACTIVE_STATISTICS, HEADLINE_STAGE, NBIP, ONE_RUN, PAPER, PAPER_SETTING, PRECISION,
+                                 ROW_ORDER, SETTING, TABLE1, THIS_REPO, TWO_LAYER_SETTING, furthest, latest, matching,
+                                 row_name, setting_name)
 
 HEADLINE = {1: SETTING, 2: TWO_LAYER_SETTING}  # each half of Table 1's setting at the headline stage, by layers
 ROW_KEY = ("objective", "k", "estimator")  # Table 1's row; TABLE1 lists them as tuples in this order
@@ -20,6 +20,11 @@ def bound(row):
     if not row:
         return "–"
     return f"{row['nll']:.2f}" + (f" ± {row['nll_se']:.2f}" if row["nll_se"] is not None else "")
+
+
+def active(row):
+    """A row's active units by Burda et al.'s statistic, as the paper counts them; "–" for no row or another one."""
+    return row["active_units"] if row and row["active_statistic"] == ACTIVE_STATISTICS[0] else "–"
 
 
 def ours(rows, layers, key, stage=HEADLINE_STAGE, setting=None, **match):
@@ -59,7 +64,7 @@ def table1(rows):
             lines.append([f"{'2 layers: ' if layers == 2 else ''}{row_name(dict(zip(ROW_KEY, key)))}",
                           bound(paper), bound(published(rows, NBIP, layers, key)), f"**{bound(here)}**",
                           "{:.2f} ± {:.2f} ({})".format(*seeds) if seeds else "–",
-                          f"{paper['active_units'] if paper else '–'}; {here['active_units'] if here else '–'}"])
+                          f"{active(paper)}; {active(here)}"])
     return markdown_table(["row", "Burda et al.", "nbip/IWAE", "stage 4, seed 1337 ± se", "stage 4: mean ± sd (seeds)",
                            "active units: paper; here"], lines)
 
@@ -150,10 +155,12 @@ def precisions(rows):
 def removal_checks(rows):
     """Burda et al.'s removal check at the headline stage: the bound's change with the inactive units removed."""
     chosen = [row for row in matching(rows, source=THIS_REPO, stage=HEADLINE_STAGE) if row["removal_nats"] is not None]
-    return markdown_table(["row, setting (stage 4)", "−log p(x), nats", "active units", "removed",
-                           "change without them, nats"], [
-        [f"{row_name(row)}, {setting_name(row)}", bound(row), row["active_units"], row["units_removed"],
-         f"{row['removal_nats']:+.3f} ± {row['removal_se']:.3f}"] for row in chosen])
+    return markdown_table(["row, setting (stage 4)", "−log p(x), nats", "active: A_u; KL",
+                           "change without them, nats", "without the KL-inactive"], [
+        [f"{row_name(row)}, {setting_name(row)}", bound(row), f"{row['active_units']}; {row['kl_active_units'] or '–'}",
+         f"{row['removal_nats']:+.3f} ± {row['removal_se']:.3f}",
+         "–" if row["kl_removal_nats"] is None else f"{row['kl_removal_nats']:+.3f} ± {row['kl_removal_se']:.3f}"]
+        for row in chosen])
 
 
 TABLES = {"table1": table1, "full-schedule": full_schedule, "one-layer-stages": one_layer_stages,
