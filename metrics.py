@@ -185,7 +185,13 @@ def measure(model, name, dataset, cfg):
             **removal_check(model, dataset.test_images, cfg.iw_samples, keep, bounds),
         })
         kl = kl_per_dimension(model, dataset.test_images)  # a tensor per stochastic layer
-        metrics["kl_active_units_per_layer"] = [int(units.active(layer, units.KL_THRESHOLD).sum()) for layer in kl]
+        kl_keep = [units.active(layer, units.KL_THRESHOLD) for layer in kl]
+        metrics["kl_active_units_per_layer"] = [int(layer.sum()) for layer in kl_keep]
+        # The same check on the units the KL count calls inactive: computed only where the two counts differ.
+        same = all(torch.equal(a, b) for a, b in zip(keep, kl_keep))
+        kl_check = removal_check(model, dataset.test_images, cfg.iw_samples, kl_keep, bounds) if not same else {
+            key: metrics[key] for key in ("units_removed", "removal_difference_nats", "removal_difference_se")}
+        metrics.update({f"kl_{key}": value for key, value in kl_check.items()})
         kl = [layer.tolist() for layer in kl]
         metrics.update({"top_latent_dims": model.code_dims, "kl_per_dimension_per_layer": kl} if two_layers
                        else {"kl_per_dimension": kl[0]})

@@ -23,8 +23,13 @@ from files import atomic_path, exclusive_lock
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "results" / "burda2015.csv"
 COLUMNS = ("source", "layers", "objective", "k", "estimator", "batch_size", "adam_eps", "init", "adam_beta1", "seed",
-           "precision", "stage", "epochs", "nll", "nll_se", "nll_k100", "neg_elbo", "neg_elbo_se", "active_units", "units_removed", "removal_nats", "removal_se", "train_minutes",
-           "machine", "date", "command", "note")
+           "precision", "stage", "epochs", "nll", "nll_se", "nll_k100", "neg_elbo", "neg_elbo_se", "active_units",
+           "active_statistic", "units_removed", "removal_nats", "removal_se", "kl_active_units", "kl_removal_nats",
+           "kl_removal_se", "train_minutes", "machine", "date", "command", "note")
+# Which activity a row's active_units counts: Burda et al.'s A_u = Cov_x(E_q[z_u]) (z2's E_q averaged over draws of
+# z1 ~ q(z1|x)), or, in two-layer rows measured before units.py, z2's at z1's mean; kl_active_units counts the units
+# whose mean KL from q to their prior exceeds units.KL_THRESHOLD, and kl_removal_* remove the others.
+ACTIVE_STATISTICS = ("A_u", "A_u, z2 at z1's mean")
 THIS_REPO, PAPER, NBIP = "this repo", "Burda et al. 2015 (arXiv v4 Table 1)", "nbip/IWAE (README)"
 # Table 1's rows, in the paper's order: (objective, k, estimator).
 TABLE1 = (("elbo", 1, "standard"), ("elbo", 5, "standard"), ("elbo", 50, "standard"), ("iwae", 5, "standard"),
@@ -52,8 +57,8 @@ KEY = ("source", "layers", "objective", "k", "estimator", *SETTING, "seed", "pre
 
 
 INTEGERS = ("layers", "k", "batch_size", "seed", "stage", "epochs")
-FLOATS = ("adam_eps", "adam_beta1", "nll", "nll_se", "nll_k100", "neg_elbo", "neg_elbo_se", "removal_nats", "removal_se",
-          "train_minutes")
+FLOATS = ("adam_eps", "adam_beta1", "nll", "nll_se", "nll_k100", "neg_elbo", "neg_elbo_se", "removal_nats",
+          "removal_se", "kl_removal_nats", "kl_removal_se", "train_minutes")
 
 
 def read(path=DATA, columns=COLUMNS, integers=INTEGERS, floats=FLOATS, written_for=None):
@@ -219,21 +224,23 @@ def stage_row(folder, machine, note="", bound_samples=BOUND_SAMPLES):
            "nll": round(metrics["iw_nll_nats"], 2), "nll_se": round(metrics["iw_nll_se"], 2), "nll_k100": None,
            "neg_elbo": round(metrics["negative_elbo_nats"], 2), "neg_elbo_se": round(metrics["negative_elbo_se"], 2),
            "active_units": "+".join(map(str, metrics.get("active_units_per_layer", [metrics["active_units"]]))),
-           **removal_check(metrics),
+           "active_statistic": ACTIVE_STATISTICS[0], **removal_check(metrics), **removal_check(metrics, "kl_"),
            "train_minutes": round(sum(entry["seconds"] for entry in checkpoint["history"]) / 60, 1),
            "machine": machine, "date": datetime.date.fromtimestamp(metrics_file.stat().st_mtime).isoformat(),
            "note": note}
     return {**row, "command": command(row)}
 
 
-def removal_check(metrics):
+def removal_check(metrics, by=""):
     """The data's columns of Burda et al.'s removal check (units.py): the inactive units removed per layer ("7", or
-    "0+41") and the bound's change in nats ± its paired standard error; empty for metrics from before the check."""
-    if "units_removed" not in metrics:
-        return {"units_removed": "", "removal_nats": None, "removal_se": None}
-    return {"units_removed": "+".join(map(str, metrics["units_removed"])),
-            "removal_nats": round(metrics["removal_difference_nats"], 3),
-            "removal_se": round(metrics["removal_difference_se"], 3)}
+    "0+41") and the bound's change in nats ± its paired standard error; empty for metrics from before the check.
+    by="kl_": the KL count's active units and its removal check."""
+    if f"{by}units_removed" not in metrics:
+        return {"kl_active_units" if by else "units_removed": "", f"{by}removal_nats": None, f"{by}removal_se": None}
+    counted = {"kl_active_units": "+".join(map(str, metrics["kl_active_units_per_layer"]))} if by else \
+        {"units_removed": "+".join(map(str, metrics["units_removed"]))}
+    return {**counted, f"{by}removal_nats": round(metrics[f"{by}removal_difference_nats"], 3),
+            f"{by}removal_se": round(metrics[f"{by}removal_difference_se"], 3)}
 
 
 def trained_row(checkpoint, stored, stage):

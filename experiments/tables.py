@@ -2,9 +2,9 @@
 what they say is written by hand on the page, and tests/test_claims.py holds each such claim against the data."""
 import statistics
 
-from experiments.results import (HEADLINE_STAGE, NBIP, ONE_RUN, PAPER, PAPER_SETTING, PRECISION, ROW_ORDER, SETTING,
-                                 TABLE1, THIS_REPO, TWO_LAYER_SETTING, furthest, latest, matching, row_name,
-                                 setting_name)
+from experiments.results import (ACTIVE_STATISTICS, HEADLINE_STAGE, NBIP, ONE_RUN, PAPER, PAPER_SETTING, PRECISION,
+                                 ROW_ORDER, SETTING, TABLE1, THIS_REPO, TWO_LAYER_SETTING, furthest, latest, matching,
+                                 row_name, setting_name)
 
 HEADLINE = {1: SETTING, 2: TWO_LAYER_SETTING}  # each half of Table 1's setting at the headline stage, by layers
 ROW_KEY = ("objective", "k", "estimator")  # Table 1's row; TABLE1 lists them as tuples in this order
@@ -20,6 +20,11 @@ def bound(row):
     if not row:
         return "–"
     return f"{row['nll']:.2f}" + (f" ± {row['nll_se']:.2f}" if row["nll_se"] is not None else "")
+
+
+def active(row):
+    """A row's active units by Burda et al.'s statistic, as the paper counts them; "–" for no row or another one."""
+    return row["active_units"] if row and row["active_statistic"] == ACTIVE_STATISTICS[0] else "–"
 
 
 def ours(rows, layers, key, stage=HEADLINE_STAGE, setting=None, **match):
@@ -59,9 +64,9 @@ def table1(rows):
             lines.append([f"{'2 layers: ' if layers == 2 else ''}{row_name(dict(zip(ROW_KEY, key)))}",
                           bound(paper), bound(published(rows, NBIP, layers, key)), f"**{bound(here)}**",
                           "{:.2f} ± {:.2f} ({})".format(*seeds) if seeds else "–",
-                          f"{paper['active_units'] if paper else '–'}; {here['active_units'] if here else '–'}"])
-    return markdown_table(["row", "Burda et al.", "nbip/IWAE", "stage 4, seed 1337 ± se", "stage 4: mean ± sd (seeds)",
-                           "active units: paper; here"], lines)
+                          f"{active(paper)}; {active(here)}"])
+    return markdown_table(["row", "Burda et al.", "nbip/IWAE", "stage 4, seed 1337 ± se",
+                           "stage 4: mean ± sd (seeds)", "active units: paper; here"], lines)
 
 
 def full_schedule(rows):
@@ -77,61 +82,28 @@ def full_schedule(rows):
                            "Burda et al., 3,280 epochs"], lines)
 
 
-def _by_stage(rows, layers):
-    """Table 1's rows of one half in its headline setting, −log p(x) at stages 0 to 4."""
-    stages = range(HEADLINE_STAGE + 1)
-    found = [[ours(rows, layers, key, stage) for stage in stages] for key in ROW_ORDER]
-    lines = [[row_name(dict(zip(ROW_KEY, key)))] + [f"{row['nll']:.2f}" if row else "–" for row in by_stage]
-             for key, by_stage in zip(ROW_ORDER, found)]
-    return markdown_table(["row"] + [f"stage {stage}" for stage in stages], lines)
+def stages(rows):
+    """Table 1's rows of both halves, each in its headline setting, −log p(x) at stages 0 to 4 (rows never measured
+    left out)."""
+    numbers = range(HEADLINE_STAGE + 1)
+    found = {(layers, key): [ours(rows, layers, key, stage) for stage in numbers]
+             for layers in (1, 2) for key in ROW_ORDER}
+    return markdown_table(["row"] + [f"stage {stage}" for stage in numbers], [
+        [f"{'2 layers: ' if layers == 2 else ''}{row_name(dict(zip(ROW_KEY, key)))}"]
+        + [f"{row['nll']:.2f}" if row else "–" for row in by_stage] for (layers, key), by_stage in found.items()
+        if any(by_stage)])
 
 
-def one_layer_stages(rows):
-    return _by_stage(rows, 1)
-
-
-def two_layer_stages(rows):
-    return _by_stage(rows, 2)
-
-
-def _measured(chosen, first_header="setting"):
-    """A row per measured row: its setting, stage, −log p(x), −ELBO and active units."""
-    return markdown_table([first_header, "stage (epochs)", "−log p(x), nats", "−ELBO, nats", "active units"], [
-        [setting_name(row), f"{row['stage']} ({row['epochs']:,})", bound(row),
-         f"{row['neg_elbo']:.2f}" if row["neg_elbo"] is not None else "–", row["active_units"]] for row in chosen])
-
-
-def _vae_k1(rows, **match):
-    return matching(rows, source=THIS_REPO, layers=1, objective="elbo", k=1, seed=ONE_RUN["seed"], **match)
-
-
-def settings(rows):
-    """The VAE with k = 1 at the headline stage in every setting measured, the latest row of each."""
-    latest_of = {setting_name(row): row for row in sorted(_vae_k1(rows, stage=HEADLINE_STAGE),
-                                                          key=lambda row: row["date"])}
+def vae_k1(rows):
+    """The VAE with k = 1 at stage 4 and beyond in every setting measured, seed 1337, the latest row of each stage."""
+    measured = matching(rows, source=THIS_REPO, layers=1, objective="elbo", k=1, **ONE_RUN)
+    latest_of = {(setting_name(row), row["stage"]): row for row in sorted(measured, key=lambda row: row["date"])
+                 if row["stage"] >= HEADLINE_STAGE}
     chosen = sorted(latest_of.values(), key=lambda row: (-row["batch_size"], row["adam_eps"], row["init"],
-                                                         row["adam_beta1"]))
-    return _measured(chosen, "VAE, k = 1: setting")
-
-
-def schedule(rows):
-    """The VAE with k = 1 past the headline stage, by setting and stage."""
-    chosen = sorted((row for row in _vae_k1(rows) if row["stage"] > HEADLINE_STAGE),
-                    key=lambda row: (setting_name(row), row["stage"], row["date"]))
-    return _measured(chosen, "VAE, k = 1: setting")
-
-
-def seeds(rows):
-    """Every row at the headline stage measured with several seeds: the mean ± sd over them."""
-    lines = []
-    for layers in (1, 2):
-        for key in ROW_ORDER:
-            seeds = spread(rows, layers, key)
-            if seeds:
-                row = ours(rows, layers, key)
-                lines.append([f"{row_name(row)}, {setting_name(row)}", "{:.2f} ± {:.2f}".format(*seeds[:2]),
-                              str(seeds[2])])
-    return markdown_table(["row, setting (stage 4)", "−log p(x): mean ± sd", "seeds"], lines)
+                                                         row["adam_beta1"], row["stage"]))
+    header = ["VAE, k = 1: setting", "stage (epochs)", "−log p(x), nats", "−ELBO, nats", "active units"]
+    return markdown_table(header, [[setting_name(row), f"{row['stage']} ({row['epochs']:,})", bound(row),
+                                    f"{row['neg_elbo']:.2f}", row["active_units"]] for row in chosen])
 
 
 def precisions(rows):
@@ -150,12 +122,14 @@ def precisions(rows):
 def removal_checks(rows):
     """Burda et al.'s removal check at the headline stage: the bound's change with the inactive units removed."""
     chosen = [row for row in matching(rows, source=THIS_REPO, stage=HEADLINE_STAGE) if row["removal_nats"] is not None]
-    return markdown_table(["row, setting (stage 4)", "−log p(x), nats", "active units", "removed",
-                           "change without them, nats"], [
-        [f"{row_name(row)}, {setting_name(row)}", bound(row), row["active_units"], row["units_removed"],
-         f"{row['removal_nats']:+.3f} ± {row['removal_se']:.3f}"] for row in chosen])
+    return markdown_table(["row, setting (stage 4)", "−log p(x), nats", "active: A_u; KL",
+                           "change without them, nats", "without the KL-inactive"], [
+        [f"{row_name(row)}, {setting_name(row)}", bound(row),
+         f"{row['active_units']}; {row['kl_active_units'] or '–'}",
+         f"{row['removal_nats']:+.3f} ± {row['removal_se']:.3f}",
+         "–" if row["kl_removal_nats"] is None else f"{row['kl_removal_nats']:+.3f} ± {row['kl_removal_se']:.3f}"]
+        for row in chosen])
 
 
-TABLES = {"table1": table1, "full-schedule": full_schedule, "one-layer-stages": one_layer_stages,
-          "two-layer-stages": two_layer_stages, "settings": settings, "schedule": schedule, "seeds": seeds,
+TABLES = {"table1": table1, "full-schedule": full_schedule, "stages": stages, "vae-k1": vae_k1,
           "precisions": precisions, "removal-checks": removal_checks}

@@ -338,7 +338,7 @@ def damage_checkpoint(folder):
 def damage_data(folder):
     with open(folder / "data.csv", "a") as stream:
         stream.write("this repo,one,elbo\n")
-    return "data.csv is damaged at line 2: 3 fields where the header names 27"
+    return f"data.csv is damaged at line 2: 3 fields where the header names {len(results.COLUMNS)}"
 
 
 def damaged_data(change, phrase):
@@ -353,8 +353,9 @@ def damaged_data(change, phrase):
 DATA_DAMAGES = [
     damaged_data(lambda text: text[:-7], "data.csv is damaged at line 5: its last line is cut short"),
     damaged_data(lambda text: text.replace("\n", ",1\n", 2).replace(",1\n", "\n", 1),
-                 "data.csv is damaged at line 2: 28 fields where"),
-    damaged_data(lambda text: text.replace(",1337,", ",", 1), "data.csv is damaged at line 2: 26 fields where"),
+                 f"data.csv is damaged at line 2: {len(results.COLUMNS) + 1} fields where"),
+    damaged_data(lambda text: text.replace(",1337,", ",", 1),
+                 f"data.csv is damaged at line 2: {len(results.COLUMNS) - 1} fields where"),
     damaged_data(lambda text: text + "\0" * 100, "data.csv is damaged at line 6: it holds a NUL byte")]
 
 

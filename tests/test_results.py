@@ -125,7 +125,15 @@ def test_a_stage_s_removal_check_is_recorded_with_it(tmp_path):
     metrics_file.write_text(json.dumps(metrics))
     (row,) = evaluated_rows(tmp_path / "run")
     assert (row["units_removed"], row["removal_nats"], row["removal_se"]) == ("7", -0.005, 0.011)
-    assert "| 7 | -0.005 ± 0.011 |" in tables.removal_checks([dict(row, stage=4)])
+    assert (row["active_statistic"], row["kl_active_units"], row["kl_removal_nats"]) == ("A_u", "", None)
+    assert "| 21; – | -0.005 ± 0.011 | – |" in tables.removal_checks([dict(row, stage=4)])
+    # the KL count and its own removal check, where test.py measured them
+    metrics.update({"kl_active_units_per_layer": [97, 8], "kl_units_removed": [3, 42],
+                    "kl_removal_difference_nats": 0.4561, "kl_removal_difference_se": 0.0312})
+    metrics_file.write_text(json.dumps(metrics))
+    (row,) = evaluated_rows(tmp_path / "run")
+    assert (row["kl_active_units"], row["kl_removal_nats"], row["kl_removal_se"]) == ("97+8", 0.456, 0.031)
+    assert "| 21; 97+8 | -0.005 ± 0.011 | +0.456 ± 0.031 |" in tables.removal_checks([dict(row, stage=4)])
 
 
 def test_a_two_layer_row_is_in_the_two_layer_half_only():
@@ -138,8 +146,10 @@ def test_a_two_layer_row_is_in_the_two_layer_half_only():
     assert changed != tables.table1(rows).splitlines()
     assert "**77.77 ± 0.21**" in next(line for line in changed if line.startswith("| 2 layers: IWAE, k = 50 |"))
     assert "77.77" not in next(line for line in changed if line.startswith("| IWAE, k = 50 |"))
-    assert "77.77" in tables.two_layer_stages(rows + [two_layers])
-    assert "77.77" not in tables.one_layer_stages(rows + [two_layers])
+    assert "77.77" in next(line for line in tables.stages(rows + [two_layers]).splitlines()
+                           if line.startswith("| 2 layers: IWAE, k = 50 |"))
+    assert "77.77" not in next(line for line in tables.stages(rows + [two_layers]).splitlines()
+                               if line.startswith("| IWAE, k = 50 |"))
     # another initialisation is not the two-layer half's setting: not in its tables
     torch_init = dict(two_layers, init="torch")
     assert tables.table1(rows + [torch_init]) == tables.table1(rows)
@@ -158,8 +168,10 @@ def test_a_bf16_row_stands_beside_its_float32_row_with_their_difference():
 
 @pytest.mark.parametrize("damage, phrase", [
     (lambda text: text[:-9], "its last line is cut short"),
-    (lambda text: text[:-1] + ",extra\n", "28 fields where the header names 27"),
-    (lambda text: text.rsplit(",", 2)[0] + "," + text.rsplit(",", 1)[1], "26 fields where the header names 27"),
+    (lambda text: text[:-1] + ",extra\n", f"{len(results.COLUMNS) + 1} fields where the header names "
+                                             f"{len(results.COLUMNS)}"),
+    (lambda text: text.rsplit(",", 2)[0] + "," + text.rsplit(",", 1)[1], f"{len(results.COLUMNS) - 1} fields where "
+                                                                          f"the header names {len(results.COLUMNS)}"),
     (lambda text: text + "\0" * 64, "it holds a NUL byte"),
     (lambda text: text.replace("86.76", "nan", 1), "its nll is nan, not a finite number"),
     (lambda text: text.replace("86.76", "86.7.6", 1), "its nll is '86.7.6', not a number")])

@@ -83,6 +83,10 @@ def test_test_and_visualize_on_an_iwae_with_two_stochastic_layers(scratch):
     assert metrics["activity_samples_of_z1"] == 100
     removed = [size - active for size, active in zip((6, 3), metrics["active_units_per_layer"])]
     assert metrics["units_removed"] == removed and "without the inactive" in result.stdout
+    kl_removed = [size - active for size, active in zip((6, 3), metrics["kl_active_units_per_layer"])]
+    assert metrics["kl_units_removed"] == kl_removed and "without the KL-inactive" in result.stdout
+    if kl_removed == removed:  # the same units: the same check, not computed twice
+        assert metrics["kl_removal_difference_nats"] == metrics["removal_difference_nats"]
     result = run_script("visualize.py", *flags, "--start", "1", "--end", "7", cwd=scratch)
     assert result.returncode == 0, result.stderr
     frames = iio.imread(scratch / "two" / "mnist_vae_interpolation_1_to_7.gif", index=None)  # through z2
