@@ -151,6 +151,16 @@ def test_literature_every_two_layer_row_counts_most_z1_units_active_where_the_pa
     assert min(paper) == 16 and max(paper) == 26
 
 
+def test_literature_z1_units_the_kl_count_calls_inactive_carry_many_nats_where_a_u_calls_none_inactive():
+    counted = [row for row in matching(ROWS, source=THIS_REPO, layers=2, stage=HEADLINE_STAGE)
+               if row["kl_removal_nats"] is not None]
+    assert counted
+    for row in counted:
+        by_variance, by_kl = (int(row[key].split("+")[0]) for key in ("active_units", "kl_active_units"))
+        assert by_kl <= by_variance / 2 and row["units_removed"].split("+")[0] == "0"  # far fewer; A_u: none inactive
+        assert row["kl_removal_nats"] > max(5, 10 * row["nll_se"])  # many nats, far beyond the standard error
+
+
 def test_literature_every_removal_at_stage_4_moves_the_bound_less_than_0_06_and_its_standard_error():
     checked = [row for row in matching(ROWS, source=THIS_REPO, stage=HEADLINE_STAGE) if row["removal_nats"] is not None]
     assert checked
