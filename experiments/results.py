@@ -224,7 +224,10 @@ def stage_row(folder, machine, note="", bound_samples=BOUND_SAMPLES):
            "nll": round(metrics["iw_nll_nats"], 2), "nll_se": round(metrics["iw_nll_se"], 2), "nll_k100": None,
            "neg_elbo": round(metrics["negative_elbo_nats"], 2), "neg_elbo_se": round(metrics["negative_elbo_se"], 2),
            "active_units": "+".join(map(str, metrics.get("active_units_per_layer", [metrics["active_units"]]))),
-           "active_statistic": ACTIVE_STATISTICS[0], **removal_check(metrics), **removal_check(metrics, "kl_"),
+           "active_statistic": ACTIVE_STATISTICS[0],
+           "units_removed": "+".join(map(str, metrics.get("units_removed", []))), **removal_check(metrics),
+           "kl_active_units": "+".join(map(str, metrics["kl_active_units_per_layer"])) if "kl_units_removed" in metrics
+           else "", **removal_check(metrics, "kl_"),
            "train_minutes": round(sum(entry["seconds"] for entry in checkpoint["history"]) / 60, 1),
            "machine": machine, "date": datetime.date.fromtimestamp(metrics_file.stat().st_mtime).isoformat(),
            "note": note}
@@ -232,14 +235,12 @@ def stage_row(folder, machine, note="", bound_samples=BOUND_SAMPLES):
 
 
 def removal_check(metrics, by=""):
-    """The data's columns of Burda et al.'s removal check (units.py): the inactive units removed per layer ("7", or
-    "0+41") and the bound's change in nats ± its paired standard error; empty for metrics from before the check.
-    by="kl_": the KL count's active units and its removal check."""
+    """The data's columns of Burda et al.'s removal check (units.py): the bound's change in nats ± its paired standard
+    error with the inactive units removed (by="kl_": those the KL count calls inactive); empty for metrics from
+    before the check."""
     if f"{by}units_removed" not in metrics:
-        return {"kl_active_units" if by else "units_removed": "", f"{by}removal_nats": None, f"{by}removal_se": None}
-    counted = {"kl_active_units": "+".join(map(str, metrics["kl_active_units_per_layer"]))} if by else \
-        {"units_removed": "+".join(map(str, metrics["units_removed"]))}
-    return {**counted, f"{by}removal_nats": round(metrics[f"{by}removal_difference_nats"], 3),
+        return {f"{by}removal_nats": None, f"{by}removal_se": None}
+    return {f"{by}removal_nats": round(metrics[f"{by}removal_difference_nats"], 3),
             f"{by}removal_se": round(metrics[f"{by}removal_difference_se"], 3)}
 
 

@@ -103,7 +103,8 @@ def vae_k1(rows):
                                                          row["adam_beta1"], row["stage"]))
     header = ["VAE, k = 1: setting", "stage (epochs)", "−log p(x), nats", "−ELBO, nats", "active units"]
     return markdown_table(header, [[setting_name(row), f"{row['stage']} ({row['epochs']:,})", bound(row),
-                                    f"{row['neg_elbo']:.2f}", row["active_units"]] for row in chosen])
+                                    "–" if row["neg_elbo"] is None else f"{row['neg_elbo']:.2f}", row["active_units"]]
+                                   for row in chosen])
 
 
 def precisions(rows):
