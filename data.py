@@ -6,7 +6,6 @@ Bernoulli(intensity) every batch and the test set once, the same every run; `sta
 """
 import contextlib
 import io
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -37,20 +36,14 @@ def load(name, root, device, binarize="none"):
         _extract_archives(dataset_class, DEBIAN_FASHION_MNIST, raw_folder)
     if not _all_files_present(dataset_class, raw_folder):
         _download(name, dataset_class, root, raw_folder)
-    for file in _idx_names(dataset_class):
-        problem = _idx_problem(raw_folder / file)
-        if problem:
-            raise UserError(f"{raw_folder / file} {problem}; put a good copy there (on a connected machine, move "
-                            "it away and rerun: it is downloaded again)")
     splits = {}
     for split, train in (("train", True), ("test", False)):
         try:
             dataset = dataset_class(root, train=train, download=False)
-        except Exception as error:  # torchvision reports bad IDX files by assert, TypeError or a failed reshape
-            raise UserError(
-                f"{name}: the {split} IDX files in {raw_folder} cannot be read ({type(error).__name__}: {error}); "
-                "put good copies there"
-            ) from None
+        except Exception as error:  # torchvision reports a damaged IDX file by assert, bad offset or failed reshape
+            raise UserError(f"{name}: the {split} IDX files in {raw_folder} are damaged ({error or type(error).__name__})"
+                            "; put good copies there (on a connected machine, move them away and rerun: they are "
+                            "downloaded again)") from None
         if dataset.data.shape[1:] != (28, 28) or len(dataset.data) != len(dataset.targets) or len(dataset.data) == 0:
             raise UserError(
                 f"{name}: the {split} IDX files in {raw_folder} hold {tuple(dataset.data.shape)} images and "
@@ -78,22 +71,6 @@ def binarized(images, seed):
 
 def _idx_names(dataset_class):
     return [filename.removesuffix(".gz") for filename, _ in dataset_class.resources]
-
-
-def _idx_problem(file):
-    """Why an IDX file of unsigned bytes cannot be whole, judged from its header and its length; None if it can."""
-    with open(file, "rb") as stream:
-        header = stream.read(4)
-        if len(header) < 4 or header[:3] != b"\x00\x00\x08":  # zero, zero, 0x08 = unsigned bytes, then the rank
-            return "is not an IDX file of unsigned bytes (its first bytes are wrong)"
-        dims = stream.read(4 * header[3])
-    if len(dims) < 4 * header[3]:
-        return "is truncated inside its header"
-    expected = 4 + len(dims) + math.prod(int.from_bytes(dims[i : i + 4], "big") for i in range(0, len(dims), 4))
-    size = file.stat().st_size
-    if size != expected:
-        return f"is {'truncated' if size < expected else 'longer than its header says'}: {size:,} bytes, its header says {expected:,}"
-    return None
 
 
 def _all_files_present(dataset_class, raw_folder):
