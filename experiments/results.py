@@ -297,20 +297,12 @@ def stage_folders(run_folder):
 
 def this_machine():
     """The machine a row ran on, in the data's words: "2-core Intel Xeon VM", or the GPU's name."""
-    try:
-        import torch
+    import torch
 
-        if torch.cuda.is_available():
-            return torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
-    processor, virtual = "CPU", False
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        found = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
-        if found:  # "Intel(R) Xeon(R) Platinum 8480+" -> "Intel Xeon"
-            processor = " ".join(re.sub(r"\((R|TM)\)|CPU|Processor|@.*", " ", found[1]).split()[:2]) or processor
-        virtual = re.search(r"^flags\s*:.*\bhypervisor\b", text, re.M) is not None
-    except OSError:
-        pass
-    return f"{len(os.sched_getaffinity(0))}-core {processor}{' VM' if virtual else ''}"
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    found = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)  # "Intel(R) Xeon(R) Platinum 8480+": "Intel Xeon"
+    processor = " ".join(re.sub(r"\((R|TM)\)|CPU|Processor|@.*", " ", found[1]).split()[:2]) if found else ""
+    virtual = " VM" if re.search(r"^flags\s*:.*\bhypervisor\b", cpuinfo, re.M) else ""
+    return f"{len(os.sched_getaffinity(0))}-core {processor or 'CPU'}{virtual}"

@@ -19,6 +19,7 @@ import datetime
 import math
 import os
 import shlex
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -35,8 +36,6 @@ from literature import HELD_IN_LOG_Q, LogWeights, negative_iwae_bound, network_p
 from model import PIXELS, reparameterise
 
 ESTIMATORS = ("standard", "stl", "dreg")
-DEFAULTS = {"ks": [1, 5, 10, 50, 100, 500, 1000], "estimators": list(ESTIMATORS), "draws": 100, "images": 20,
-            "groups": 10, "seed": 1, "control": None}
 # Bytes a sample of z costs in one draw's forward and backward pass, per pixel and per hidden unit: a bound for the
 # refusal of a grid that cannot fit, generous on purpose.
 BYTES_PER_PIXEL, BYTES_PER_UNIT = 24, 32
@@ -144,17 +143,17 @@ def arguments():
     parser.add_argument("ckpt_dir", type=Path, nargs="?", help="the folder holding the VAE's checkpoint (mnist_vae.pt)")
     parser.add_argument("--control", type=float, metavar="NUDGE",
                         help="measure the Gaussian positive control instead, its parameters this far from the optimum")
-    parser.add_argument("--ks", type=int, nargs="+", default=DEFAULTS["ks"], metavar="K",
+    parser.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10, 50, 100, 500, 1000], metavar="K",
                         help="the k of the grid (default: %(default)s)")
-    parser.add_argument("--estimators", nargs="+", choices=ESTIMATORS, default=DEFAULTS["estimators"],
+    parser.add_argument("--estimators", nargs="+", choices=ESTIMATORS, default=list(ESTIMATORS),
                         help="the encoder gradients measured (default: all three)")
-    parser.add_argument("--draws", type=int, default=DEFAULTS["draws"],
+    parser.add_argument("--draws", type=int, default=100,
                         help="gradient draws per estimator and k (default: %(default)s)")
-    parser.add_argument("--images", type=int, default=DEFAULTS["images"],
+    parser.add_argument("--images", type=int, default=20,
                         help="test images in every draw's batch (default: %(default)s)")
-    parser.add_argument("--groups", type=int, default=DEFAULTS["groups"],
+    parser.add_argument("--groups", type=int, default=10,
                         help="groups of draws for the jackknife standard error (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="seeds the samples of z (default: 1)")
+    parser.add_argument("--seed", type=int, default=1, help="seeds the samples of z (default: 1)")
     parser.add_argument("--data-root", default="data", help="MNIST is read from here (default: data)")
     parser.add_argument("--results", type=Path, default=snr_data.DATA,
                         help="the data the figures go to (default: the repo's, whose rows redraw the pages; any "
@@ -176,24 +175,13 @@ def check(args, model):
                         f"than half this machine's {available / 2**30:.0f} GiB: use a smaller --ks or --images")
 
 
-def command(args):
-    """The command that measures exactly these rows: the folder and every setting that is not the default."""
-    flags = [f"--{key.replace('_', '-')} {' '.join(map(str, value)) if isinstance(value, list) else value}"
-             for key, value in vars(args).items() if key in DEFAULTS and value != DEFAULTS[key]]
-    folder = [shlex.quote(str(args.ckpt_dir))] if args.ckpt_dir else []
-    return " ".join(["python -m experiments.snr", *folder, *flags])
-
-
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else [str(arg) for arg in argv]
     args = arguments().parse_args(argv)
-    if args.control is None:
-        if args.ckpt_dir is None or not (args.ckpt_dir / "mnist_vae.pt").is_file():
-            raise UserError(f"no VAE checkpoint at {(args.ckpt_dir or Path()) / 'mnist_vae.pt'}: train one (python "
-                            "train.py --model vae, or python -m experiments.burda2015) and name its folder, or "
-                            "measure the Gaussian control with --control 0.01")
-    elif args.ckpt_dir is not None or not args.control > 0:
-        raise UserError("--control measures the Gaussian model alone: give it a positive nudge and no checkpoint "
-                        "folder")
+    command = shlex.join(["python", "-m", "experiments.snr", *argv])  # exactly what measured these rows
+    if (args.ckpt_dir is None) == (args.control is None) or (args.control is not None and not args.control > 0):
+        raise UserError("name a VAE's checkpoint folder (python train.py --model vae, or python -m experiments.burda2015,"
+                        " writes one), or measure the Gaussian control alone with a positive --control")
     snr_data.read(args.results)  # damaged data is refused before the work
     if args.control is None:
         model, checkpoint, stored = checkpoints.load(SimpleNamespace(ckpt_dir=args.ckpt_dir, dataset="mnist"), "vae",
@@ -224,7 +212,7 @@ def main(argv=None):
                              "ess_per_k": ess_per_k, "parameters": moments[network].varying(),
                              "images": args.images, "draws": args.draws, "seed": args.seed,
                              "machine": results.this_machine(), "date": datetime.date.today().isoformat(),
-                             "command": command(args)})
+                             "command": command})
                 with progress.external_write_mode():  # a line per point above the bar, at once in a log too
                     print(f"{estimator:>8}, k = {k:>4}, {network:>10} network: SNR {figures['snr'][0]:.4f}, signal "
                           f"{figures['signal'][0]:.4g}, noise {figures['noise'][0]:.4g}, ESS/k {ess_per_k:.3f}",

@@ -151,7 +151,7 @@ def test_the_command_writes_the_data_and_the_figure_for_a_tiny_model(workspace, 
 @pytest.mark.parametrize("args, phrase", [
     (["--groups", "1"], "--groups must lie between 2"),
     (["--groups", "3", "--draws", "5"], "half of --draws"),
-    (["--control", "0.01"], "no checkpoint folder"),
+    (["--control", "0.01"], "or measure the Gaussian control alone"),
     (["--ks", "0"], "at least 1"),
     (["--ks", "100000000"], "GiB"),
 ])
@@ -163,8 +163,10 @@ def test_bad_input_is_refused_before_any_work(workspace, tmp_path, args, phrase)
 
 
 def test_a_folder_without_a_vae_is_refused(tmp_path):
-    with pytest.raises(UserError, match="no VAE checkpoint"):
+    with pytest.raises(UserError, match="no checkpoint at .*mnist_vae.pt: run `python train.py --model vae"):
         snr.main([str(tmp_path), "--results", str(tmp_path / "snr.csv")])
+    with pytest.raises(UserError, match="name a VAE's checkpoint folder .* or measure the Gaussian control alone"):
+        snr.main(["--results", str(tmp_path / "snr.csv")])
 
 
 def test_a_new_measurement_of_a_checkpoint_replaces_its_rows_and_keeps_the_others(tmp_path):
