@@ -1,5 +1,6 @@
 """The table's one command, end to end on tiny generated data: rows trained, evaluated and recorded, locally and
 through a real Slurm; stopped and rerun without a row lost or doubled; bad input refused before any work."""
+import functools
 import json
 import multiprocessing
 import os
@@ -74,6 +75,7 @@ def start_table(tmp_path_factory, started):
     return folder, command(folder, *ROWS, start_new_session=True)
 
 
+@functools.cache  # asked once: sinfo waits seconds for a controller that is down
 def slurm_is_running():
     """None where a Slurm here takes jobs, else why not."""
     if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
