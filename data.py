@@ -122,12 +122,4 @@ def batches(images, batch_size, shuffle, resample=False):
             chunk = images.index_select(0, order[start : start + batch_size])
         else:
             chunk = images[start : start + batch_size]
-        yield bernoulli_pixels(chunk) if resample else to_float(chunk)
-
-
-def bernoulli_pixels(images):
-    """uint8 images -> 0/1 floats, 1 with probability intensity / 255: a byte uniform on 0 ... 254 falls below the
-    intensity that often. A third of torch.bernoulli's time on the CPU (it draws a double per pixel)."""
-    draws = torch.randint(255, images.shape, dtype=torch.uint8, device=images.device)
-    return (draws < images).float()
-
+        yield torch.bernoulli(to_float(chunk)) if resample else to_float(chunk)

@@ -3,8 +3,6 @@
   loop        train.py's step (loop.train_epoch on the model and optimiser train.py builds) against a plain eager
               PyTorch loop of the same step: nn.Tanh, F.binary_cross_entropy_with_logits, fused Adam, no tricks;
   bernoulli   the project's step with speed.binary_cross_entropy against the same step with torch's own;
-  binarize    the project's step drawing dynamic binarisation's pixels as bytes (data.bernoulli_pixels) against
-              torch.bernoulli on the float intensities;
   denormals   the project's step with denormal floats flushed (speed.flush_denormals) against kept, on a decoder
               whose background pixels are predicted with the near certainty training reaches (their output bias at
               -88, so sigmoid(l) - x is denormal there);
@@ -108,7 +106,7 @@ def with_denormals(flush, work):
     return timed
 
 
-COMPARISONS = ("loop", "bernoulli", "binarize", "denormals", "bf16")
+COMPARISONS = ("loop", "bernoulli", "denormals", "bf16")
 
 
 @torch.no_grad()
@@ -128,10 +126,6 @@ def comparisons(which, images):
             step, _ = project(images, batch_size)
             yield "bernoulli: torch's BCE / kernel", batch_size, patched(model_module, "binary_cross_entropy",
                                                                          torch_bce, step), step
-        if "binarize" in which:
-            step, _ = project(images, batch_size)
-            yield "binarize: torch.bernoulli / bytes", batch_size, patched(data, "bernoulli_pixels", lambda chunk: (
-                torch.bernoulli(data.to_float(chunk))), step), step
     if "denormals" in which:
         step, model = project(images, 100, objective="iwae", k=50)
         blank_pixels_certain(model, images)
