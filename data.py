@@ -41,9 +41,9 @@ def load(name, root, device, binarize="none"):
         try:
             dataset = dataset_class(root, train=train, download=False)
         except Exception as error:  # torchvision reports a damaged IDX file by assert, bad offset or failed reshape
-            raise UserError(f"{name}: the {split} IDX files in {raw_folder} are damaged ({error or type(error).__name__})"
-                            "; put good copies there (on a connected machine, move them away and rerun: they are "
-                            "downloaded again)") from None
+            cause = str(error) or type(error).__name__  # torchvision's asserts say nothing
+            raise UserError(f"{name}: the {split} IDX files in {raw_folder} are damaged ({cause}); put good copies "
+                            "there (on a connected machine, move them away and rerun: they are downloaded again)") from None
         if dataset.data.shape[1:] != (28, 28) or len(dataset.data) != len(dataset.targets) or len(dataset.data) == 0:
             raise UserError(
                 f"{name}: the {split} IDX files in {raw_folder} hold {tuple(dataset.data.shape)} images and "

@@ -83,6 +83,7 @@ def test_a_damaged_idx_file_is_one_line_and_nothing_is_deleted(data_root, name, 
         data.load("mnist", data_root, torch.device("cpu"))
     message = str(error.value)
     assert message.startswith(f"mnist: the {split} IDX files in {raw} are damaged (") and "\n" not in message
+    assert not message.startswith(f"mnist: the {split} IDX files in {raw} are damaged ()")  # a cause, named
     assert message.endswith("; put good copies there (on a connected machine, move them away and rerun: they are "
                             "downloaded again)")
     assert sorted(raw.iterdir()) == before
