@@ -1,11 +1,5 @@
-"""The speed tricks, out of the reading path, each with the plain form it equals (tests/test_model.py holds them
-equal).
-
-binary_cross_entropy: the Bernoulli likelihood, F.binary_cross_entropy_with_logits summed over the pixels, computed
-with the ops torch vectorises on the CPU. A training step of Burda et al.'s network, one thread on a 2-core AMD EPYC, 2026-12-07: 1.2x faster at
-batch 20, 1.35x at batch 100, 1.5x as the IWAE with k = 50. flush_denormals: x86 CPUs compute with denormal floats
-many times slower.
-"""
+"""The speed tricks, out of the reading path, each equal to its plain form (tests/test_model.py) and timed against it
+by benchmarks/speed.py (docs/performance.md has the figures)."""
 import torch
 
 
@@ -37,11 +31,7 @@ class _BinaryCrossEntropy(torch.autograd.Function):
 
 
 def flush_denormals():
-    """Treat floats below 1.2e-38 (denormals) as zero in this process's CPU arithmetic.
-
-    A Bernoulli decoder's gradient, sigmoid(l) - x, is denormal wherever a pixel is predicted with near certainty,
-    which early training makes common: on Burda et al.'s network with k = 50, after its first epoch, a step took 4.5
-    times as long on an Intel Xeon (docs/performance.md). Flushing changes only values far below any that moves a
-    weight. Called before the script's first tensor operation.
-    """
+    """Treat floats below 1.2e-38 (denormals) as zero in this process's CPU arithmetic, which x86 CPUs do many times
+    slower: a Bernoulli decoder's gradient, sigmoid(l) - x, is denormal wherever a pixel is predicted with near
+    certainty. No value that moves a weight is that small. Called before the script's first tensor operation."""
     torch.set_flush_denormal(True)
