@@ -59,12 +59,18 @@ def test_readme_stage_4_rows_stand_2_5_to_5_nats_above_the_paper_s():
         assert 2.5 < ours(key, layers)["nll"] - tables.published(ROWS, PAPER, layers, key)["nll"] < 5
 
 
-def test_the_paper_s_setting_ends_the_full_schedule_below_the_paper_by_more_than_its_standard_error():
+def test_the_paper_s_setting_ends_the_full_schedule_below_the_paper_by_more_than_its_error_and_the_seeds_spread():
+    # README: "ends below the paper's figure, by more than its standard error and the spread over seeds"
     row = furthest(ROWS, source=THIS_REPO, layers=1, objective="elbo", k=1, **results.ONE_RUN, **PAPER_SETTING)
     assert row["stage"] == 7
-    assert tables.published(ROWS, PAPER, 1, VAE_K1)["nll"] - row["nll"] > row["nll_se"]
-    # "a second seed of it is on its way (seed 1 in the CSV)"
-    assert furthest(ROWS, source=THIS_REPO, layers=1, objective="elbo", k=1, seed=1, **PAPER_SETTING)["stage"] > 4
+    mean, sd, seeds = tables.over_seeds(ROWS, source=THIS_REPO, layers=1, objective="elbo", k=1, stage=7,
+                                        precision="float32", **PAPER_SETTING)
+    paper = tables.published(ROWS, PAPER, 1, VAE_K1)["nll"]
+    assert paper - row["nll"] > row["nll_se"] and paper - mean > max(sd, row["nll_se"]) and seeds >= 2
+    # literature.md: "a second seed, seed 1, ends within a tenth of a nat of it ..., and a third (seed 2) is on its way"
+    second = furthest(ROWS, source=THIS_REPO, layers=1, objective="elbo", k=1, seed=1, **PAPER_SETTING)
+    assert second["stage"] == 7 and abs(second["nll"] - row["nll"]) < 0.1
+    assert 4 < furthest(ROWS, source=THIS_REPO, layers=1, objective="elbo", k=1, seed=2, **PAPER_SETTING)["stage"] < 7
 
 
 def test_literature_the_iwae_k50_has_the_most_active_units_and_the_highest_elbo_of_the_one_layer_rows():
