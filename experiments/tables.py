@@ -38,10 +38,10 @@ def published(rows, source, layers, key):
     return latest(rows, source=source, layers=layers, **dict(zip(ROW_KEY, key)))
 
 
-def spread(rows, layers, key):
-    """Table 1's `key` at the headline stage over seeds (over_seeds), in float32."""
-    return over_seeds(rows, source=THIS_REPO, layers=layers, stage=HEADLINE_STAGE, precision=PRECISION[False],
-                      **dict(zip(ROW_KEY, key)), **HEADLINE[layers])
+def spread(rows, layers, key, stage=HEADLINE_STAGE, setting=None):
+    """Table 1's `key` at `stage` in `setting` (the headline ones by default) over seeds (over_seeds), in float32."""
+    return over_seeds(rows, source=THIS_REPO, layers=layers, stage=stage, precision=PRECISION[False],
+                      **dict(zip(ROW_KEY, key)), **(setting or HEADLINE[layers]))
 
 
 def over_seeds(rows, **match):
@@ -81,10 +81,9 @@ def full_schedule(rows):
     for setting in (PAPER_SETTING, SETTING):
         row = furthest(rows, source=THIS_REPO, layers=1, objective="elbo", k=1, **ONE_RUN, **setting)
         if row and row["stage"] > HEADLINE_STAGE:
-            seeds = over_seeds(rows, source=THIS_REPO, layers=1, objective="elbo", k=1, stage=row["stage"],
-                               precision=PRECISION[False], **setting)
             lines.append([setting_name(row), f"{row['stage']} ({row['epochs']:,})", bound(row),
-                          over_seeds_text(seeds), row["active_units"], bound(paper)])
+                          over_seeds_text(spread(rows, 1, TABLE1[0], row["stage"], setting)), row["active_units"],
+                          bound(paper)])
     return markdown_table(["VAE, k = 1: setting", "stage (epochs)", "seed 1337 ± se", "mean ± sd (seeds)",
                            "active units", "Burda et al., 3,280 epochs"], lines)
 
